@@ -1,0 +1,319 @@
+"""AnyExp: the loop. It decides *when* things happen; components named in the opts decide *what* happens.
+
+    run()
+      train_begin
+      for epoch in list_of_epochs():
+          epoch_begin
+          for iteration in list_of_epoch_iters():
+              iteration_begin, train_step, [record train metrics], iteration_end
+              [test_begin, run_test, test_end]  every num_train_iteration_per_test and at the epoch's end
+              [checkpoint]                      every checkpoint_every_iters, or when asked to stop
+          epoch_end, checkpoint
+      train_end, results.json, plots
+
+Subclasses (the model component's `Experiment`) define `forward`; any method can be replaced through
+`additional_override_py`, which builds a subclass and leaves this class untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from playground import checkpoint, data, distributed, plots
+from playground.errors import PlaygroundError
+from playground.events import Event, HandlerError
+from playground.state import ExperimentState
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(PlaygroundError):
+    """The run stopped on a signal after writing a checkpoint; re-running the command resumes it."""
+
+    exit_code = 143
+
+
+class AnyExp:
+    """An experiment built from resolved components (`playground.runner.Components`) and run facts."""
+
+    def __init__(self, opts: dict, components: Any, run: Any):
+        self.opts, self.components, self.run_info = opts, components, run
+        self.seed, self.device, self.folder = opts["model_param"]["seed"], run.device, run.folder
+        self.rank, self.world_size = run.rank, run.world_size
+        self.total_batch_size, self.epoch_iterations = run.total_batch_size, run.epoch_iterations
+        self.state = ExperimentState()
+        self.history: dict[str, list[dict]] = {"train": [], "test": []}  # recorded rows: x, iteration, metrics
+        self.latest: dict[str, float] = {}
+        self.checkpoints: list[str] = []
+        self.blobs: dict = {}
+        self.handlers = [cls(**entry["kargs"]) for entry, cls in components.handlers]
+        self._train_secs, self._train_iters = 0.0, 0
+
+    # ------------------------------------------------------------------ building (each one replaceable)
+
+    def build(self) -> None:
+        """Build the network, optimizer, datasets and meters from the components, on `self.device`."""
+        param = self.opts["model_param"]
+        self.network = self.components.forward_pass.build_network(self).to(self.device)
+        if param["combine_spatial_bn"] and self.world_size > 1:
+            self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
+        if param["channels_last"]:
+            self.network = self.network.to(memory_format=torch.channels_last)
+        self.model = distributed.wrap(self.network, self)
+        if param["compile"]:
+            self.model = torch.compile(self.model)
+        update = self.components.parameter_update
+        self.optimizer = update.build_optimizer(self, self.network)
+        build_scheduler = getattr(update, "build_lr_scheduler", None)
+        self.lr_scheduler = build_scheduler(self, self.optimizer) if build_scheduler else None
+        self.autocast_dtype = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}[param["mixed_precision"]]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.train_dataset = self.build_dataset("train")
+        self.test_dataset = self.build_dataset("test")
+        self.meters = {m["name"]: (m["is_train"], cls(**m["meter_kargs"])) for m, cls in self.components.meters}
+
+    def build_dataset(self, split: str) -> Any:
+        return self.components.input.get_dataset(self, split)
+
+    # ------------------------------------------------------------------ the loop
+
+    def list_of_epochs(self) -> Iterable[int]:
+        """Epochs still to run. Override to stop by loss, accuracy or time instead of a fixed count."""
+        return range(self.state.epoch, self.opts["epoch_iter"]["num_epochs"])
+
+    def list_of_epoch_iters(self) -> Iterable[int]:
+        """Iterations still to run in the current epoch, consecutive from `state.iteration`."""
+        return range(self.state.iteration, self.epoch_iterations)
+
+    def run(self) -> dict:
+        """Train, test and checkpoint to the end (or a requested stop); return the results dict."""
+        self.fire(Event.TRAIN_BEGIN)
+        for epoch in self.list_of_epochs():
+            self.run_epoch(epoch)
+            if self.state.stop_reason:
+                break
+        self.fire(Event.TRAIN_END)
+        return self.conclude()
+
+    def run_epoch(self, epoch: int) -> None:
+        if epoch != self.state.epoch:
+            self.state.epoch, self.state.iteration = epoch, 0
+        self.fire(Event.EPOCH_BEGIN)
+        train_batches = self.train_batches(epoch, self.state.iteration)
+        self.network.train()
+        for iteration in self.list_of_epoch_iters():
+            self.run_iteration(iteration, next(train_batches))
+            if self.state.stop_reason:
+                self.save_checkpoint()
+                return
+        self.state.epoch, self.state.iteration = epoch + 1, 0
+        self.fire(Event.EPOCH_END)
+        self.save_checkpoint()
+
+    def run_iteration(self, iteration: int, batch: Any) -> None:
+        self.state.iteration = iteration
+        self.fire(Event.ITERATION_BEGIN)
+        started = time.perf_counter()
+        self.blobs = self.train_step(batch)
+        self._train_secs += time.perf_counter() - started
+        self._train_iters += 1
+        self.state.iteration, self.state.global_step = iteration + 1, self.state.global_step + 1
+        end_of_epoch = self.state.iteration == self.epoch_iterations
+        if end_of_epoch or self.state.global_step % self.opts["output"]["record_every_iters"] == 0:
+            self.record_train()
+        self.fire(Event.ITERATION_END)
+        per_test = self.opts["epoch_iter"]["num_train_iteration_per_test"]
+        if end_of_epoch or (per_test and self.state.iteration % per_test == 0):
+            self.run_test()
+        every = self.opts["output"]["checkpoint_every_iters"]
+        if every and self.state.global_step % every == 0 and not end_of_epoch:
+            self.save_checkpoint()
+        if distributed.any_rank(bool(self.state.stop_reason), self) and not self.state.stop_reason:
+            self.state.stop_reason = "another process was asked to stop"
+
+    def train_step(self, batch: Any) -> dict:
+        """One optimizer step on `batch`; returns the blobs of `forward`."""
+        inputs, labels = self.to_device(batch)
+        with self.autocast():
+            blobs = self.forward(inputs, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(blobs["loss"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
+        blobs["batch_size"] = len(labels)
+        return blobs
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Blobs of one batch, with at least a scalar 'loss'. The model component's Experiment defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward(inputs, labels)")
+
+    @torch.no_grad()
+    def run_test(self) -> None:
+        """Accumulate every test meter over num_test_iter batches of the test set, then record them."""
+        if self.test_dataset is None:
+            return
+        self.network.eval()
+        self.fire(Event.TEST_BEGIN)
+        test_meters = {name: meter for name, (is_train, meter) in self.meters.items() if not is_train}
+        for meter in test_meters.values():
+            meter.reset()
+        epoch_iter, per_rank = self.opts["epoch_iter"], self.opts["epoch_iter"]["batch_per_device"]
+        num_samples = min(epoch_iter["num_test_sample"], len(self.test_dataset))
+        indices = data.test_batch_indices(num_samples, self.total_batch_size, self.rank, per_rank,
+                                          epoch_iter["num_test_iter"])
+        for batch in data.batches(self.test_dataset, [i for i in indices if i], self.workers, self.seed,
+                                  self.device.type == "cuda"):
+            inputs, labels = self.to_device(batch)
+            with self.autocast():
+                blobs = self.forward(inputs, labels)
+            blobs["batch_size"] = len(labels)
+            for meter in test_meters.values():
+                meter.update(blobs)
+        self.state.test_passes += 1
+        self.record("test", {name: distributed.compute(meter, self) for name, meter in test_meters.items()})
+        self.network.train()
+        self.fire(Event.TEST_END)
+        self.log_progress()
+
+    # ------------------------------------------------------------------ pieces of the loop
+
+    @property
+    def workers(self) -> int:
+        return self.opts["input"]["decode_threads"]
+
+    def train_batches(self, epoch: int, start: int) -> Any:
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(epoch)
+        order = data.epoch_order(len(self.train_dataset), self.epoch_iterations * self.total_batch_size,
+                                 self.seed, epoch)
+        indices = data.train_batch_indices(order, self.total_batch_size, self.rank,
+                                           self.opts["epoch_iter"]["batch_per_device"], start, self.epoch_iterations)
+        return data.batches(self.train_dataset, indices, self.workers, self.seed + epoch, self.device.type == "cuda")
+
+    def to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, labels = batch
+        inputs = inputs.to(self.device, non_blocking=True)
+        if self.opts["model_param"]["channels_last"] and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, labels.to(self.device, non_blocking=True)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def record_train(self) -> None:
+        """Train meters on this iteration's blobs, throughput since the last record, and the learning rate."""
+        values = {}
+        for name, (is_train, meter) in self.meters.items():
+            if is_train:
+                meter.reset()
+                meter.update(self.blobs)
+                values[name] = distributed.compute(meter, self)
+        secs = self._train_secs / max(self._train_iters, 1)
+        values.update(secs_per_train=secs, samples_per_sec=self.total_batch_size / secs if secs else 0.0,
+                      learning_rate=self.optimizer.param_groups[0]["lr"])
+        self._train_secs, self._train_iters = 0.0, 0
+        self.record("train", values)
+
+    def record(self, kind: str, values: dict[str, float]) -> None:
+        """Append one row of `kind` ('train' or 'test') metrics at the current fractional epoch."""
+        x = self.state.epoch + self.state.iteration / self.epoch_iterations
+        row = {"epoch": x, "iteration": self.state.global_step, **values}
+        self.history[kind].append(row)
+        self.latest.update(values)
+
+    def log_progress(self) -> None:
+        row = {**(self.history["train"][-1] if self.history["train"] else {}), **self.history["test"][-1]}
+        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "iteration"))
+        log.info("epoch %.2f iteration %d: %s", row["epoch"], row["iteration"], shown)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next iteration boundary, after a checkpoint (handlers and signals call this)."""
+        self.state.stop_reason = self.state.stop_reason or reason
+
+    def fire(self, event: Event, **kwargs: Any) -> None:
+        """Call this experiment's hook `on_<event>`, then every handler's."""
+        getattr(self, f"on_{event.value}")(**kwargs)
+        for handler in self.handlers:
+            try:
+                getattr(handler, f"on_{event.value}")(self, **kwargs)
+            except PlaygroundError:
+                raise
+            except Exception as e:
+                raise HandlerError(f"{type(handler).__name__}.on_{event.value} failed at epoch {self.state.epoch} "
+                                   f"iteration {self.state.iteration}: {type(e).__name__}: {e}") from e
+
+    # Hooks: the same events handlers see, for subclasses and override modules. No-ops here.
+    def on_train_begin(self) -> None: ...
+    def on_epoch_begin(self) -> None: ...
+    def on_iteration_begin(self) -> None: ...
+    def on_iteration_end(self) -> None: ...
+    def on_test_begin(self) -> None: ...
+    def on_test_end(self) -> None: ...
+    def on_epoch_end(self) -> None: ...
+    def on_checkpoint_saved(self, path: str) -> None: ...
+    def on_train_end(self) -> None: ...
+
+    # ------------------------------------------------------------------ checkpoints and results
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to continue exactly from here, as plain data."""
+        return {"format_version": checkpoint.FORMAT_VERSION, "model": self.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
+                "grad_scaler": self.scaler.state_dict(), "state": self.state.state_dict(),
+                "history": self.history, "checkpoints": self.checkpoints, "rng": checkpoint.rng_states(),
+                "handlers": [h.state_dict() for h in self.handlers], "opts": self.opts}
+
+    def load_checkpoint_state(self, saved: dict, weights_only: bool = False) -> None:
+        """Restore a `checkpoint_state`; with weights_only, only the network's parameters and buffers."""
+        self.network.load_state_dict(saved["model"])
+        if weights_only:
+            return
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.lr_scheduler is not None and saved["lr_scheduler"] is not None:
+            self.lr_scheduler.load_state_dict(saved["lr_scheduler"])
+        self.scaler.load_state_dict(saved["grad_scaler"])
+        self.state.load_state_dict(saved["state"])
+        self.history, self.checkpoints = saved["history"], saved["checkpoints"]
+        for handler, state in zip(self.handlers, saved["handlers"]):
+            handler.load_state_dict(state)
+        checkpoint.set_rng_states(saved["rng"])
+
+    def save_checkpoint(self, final: bool = False) -> str | None:
+        """Write a checkpoint named by the checkpoint-path component (rank 0 only); return its path."""
+        if self.rank != 0:
+            return None
+        name = self.components.checkpoint_path.checkpoint_name(self, self.state.epoch, self.state.iteration, final)
+        path = os.path.join(self.folder, name)
+        checkpoint.save(path, {**self.checkpoint_state(), "complete": final})
+        if path not in self.checkpoints:
+            self.checkpoints.append(path)
+        log.info("checkpoint %s (epoch %d, iteration %d)", path, self.state.epoch, self.state.iteration)
+        self.fire(Event.CHECKPOINT_SAVED, path=path)
+        return path
+
+    def conclude(self) -> dict:
+        """Final checkpoint, results.json and plots; raise Stopped if a signal ended the run early."""
+        if self.state.stop_reason.startswith("signal"):
+            raise Stopped(f"stopped by {self.state.stop_reason[7:]} at epoch {self.state.epoch} iteration "
+                          f"{self.state.iteration}; checkpoint in {self.folder}: re-run the same command to resume")
+        if self.state.stop_reason:
+            log.info("stopped early: %s", self.state.stop_reason)
+        self.save_checkpoint(final=True)
+        results = self.components.output.gen_output(self)
+        if self.rank == 0:
+            checkpoint.atomic_write(os.path.join(self.folder, "results.json"),
+                                    json.dumps(results, indent=1).encode())
+            plots.write(self.history, self.opts["output"]["plots"], self.folder)
+        return results

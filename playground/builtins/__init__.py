@@ -1,0 +1,1 @@
+"""Small built-in components: the MLP example's pieces and the framework's default outputs."""

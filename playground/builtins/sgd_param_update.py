@@ -1,0 +1,19 @@
+"""Parameter-update component: SGD with momentum at a constant learning rate."""
+from __future__ import annotations
+
+import torch
+
+from playground.opts import REQUIRED, Opt
+
+OPTS = {
+    "model_param.base_learning_rate": Opt((int, float), None, REQUIRED, "Learning rate.", "0.1"),
+    "model_param.momentum": Opt((int, float), 0.9, doc="SGD momentum."),
+    "model_param.nesterov": Opt((bool,), False, doc="Nesterov momentum."),
+    "model_param.weight_decay": Opt((int, float), 0.0, doc="L2 weight decay of every parameter."),
+}
+
+
+def build_optimizer(exp, network: torch.nn.Module) -> torch.optim.Optimizer:
+    param = exp.opts["model_param"]
+    return torch.optim.SGD(network.parameters(), lr=param["base_learning_rate"], momentum=param["momentum"],
+                           nesterov=param["nesterov"], weight_decay=param["weight_decay"])

@@ -1,0 +1,49 @@
+"""Input component: learnable synthetic classification data from a fixed seed, held in memory.
+
+Features are drawn around per-class centres (shared by train and test); the noise makes the classes overlap,
+so accuracy is well above chance but not perfect.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from playground.opts import Opt
+
+OPTS = {
+    "input.num_features": Opt((int,), 32, doc="Features per sample."),
+    "input.num_classes": Opt((int,), 10, doc="Classes."),
+    "input.noise": Opt((int, float), 2.0, doc="Standard deviation of samples around their class centre."),
+}
+
+
+class SyntheticDataset(Dataset):
+    """`num` samples as two tensors; batches are read with one indexing operation (`__getitems__`)."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.tensor(indices)
+        return self.features[index], self.labels[index]
+
+
+def make(num: int, num_features: int, num_classes: int, noise: float, seed: int, split: str) -> SyntheticDataset:
+    centres = torch.randn(num_classes, num_features, generator=torch.Generator().manual_seed(seed)) * 2.0
+    generator = torch.Generator().manual_seed(seed * 2 + 1 + (split == "test"))
+    labels = torch.randint(num_classes, (num,), generator=generator)
+    features = centres[labels] + noise * torch.randn(num, num_features, generator=generator)
+    return SyntheticDataset(features, labels)
+
+
+def get_dataset(exp, split: str) -> SyntheticDataset:
+    """num_train_sample_per_epoch samples for 'train', num_test_sample for 'test'."""
+    inp, epoch_iter = exp.opts["input"], exp.opts["epoch_iter"]
+    num = epoch_iter["num_train_sample_per_epoch"] if split == "train" else epoch_iter["num_test_sample"]
+    return make(num, inp["num_features"], inp["num_classes"], inp["noise"], exp.seed, split)

@@ -1,0 +1,60 @@
+"""Meters: accumulate sums over batches, report one number. Built-ins: ComputeLoss and ComputeTopKAccuracy.
+
+A meter keeps its running sums in a 1-D float64 tensor `sums` on the batch's device, so measuring costs no
+host synchronisation until `compute()`, and distributed runs reduce test metrics exactly by all-reducing
+`sums` (sums of counts, never averages of averages).
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Meter:
+    """Protocol: reset(); update(blobs) per measured batch; compute() -> float. Subclasses define batch_sums."""
+
+    def __init__(self, blob_name: str | list[str] = "loss"):
+        self.blob_name = blob_name
+        self.sums: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.sums = None
+
+    @torch.no_grad()
+    def update(self, blobs: dict) -> None:
+        batch = self.batch_sums(blobs).to(torch.float64)
+        self.sums = batch if self.sums is None else self.sums + batch
+
+    def batch_sums(self, blobs: dict) -> torch.Tensor:
+        """The sums this batch adds, as a 1-D tensor; the last entry is conventionally the sample count."""
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        if self.sums is None or self.sums[-1] == 0:
+            return float("nan")
+        total, count = self.sums.tolist()
+        return total / count
+
+
+class ComputeLoss(Meter):
+    """Mean of the scalar blob `blob_name` (a per-batch mean), weighted by batch size."""
+
+    def batch_sums(self, blobs: dict) -> torch.Tensor:
+        loss = blobs[self.blob_name].detach().float()
+        n = blobs["batch_size"]
+        return torch.stack([loss * n, torch.tensor(float(n), device=loss.device)])
+
+
+class ComputeTopKAccuracy(Meter):
+    """Fraction of samples whose label is among the `topk` highest scores. blob_name: [scores, labels]."""
+
+    def __init__(self, blob_name: list[str] = ("softmax", "label"), topk: int = 1):
+        super().__init__(list(blob_name))
+        if len(self.blob_name) != 2:
+            raise ValueError(f"blob_name must name [scores, labels], got {blob_name!r}")
+        self.topk = topk
+
+    def batch_sums(self, blobs: dict) -> torch.Tensor:
+        scores, labels = blobs[self.blob_name[0]], blobs[self.blob_name[1]]
+        k = min(self.topk, scores.shape[-1])
+        hits = (scores.detach().topk(k, dim=-1).indices == labels.unsqueeze(-1)).any(dim=-1)
+        return torch.stack([hits.sum().double(), torch.tensor(float(len(labels)), device=hits.device).double()])

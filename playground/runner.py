@@ -1,0 +1,246 @@
+"""From checked opts to a running experiment: resolve components, derive run facts, restore, run.
+
+Everything that can be wrong with the opts is found in `prepare`, before anything is built or written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from playground import checkpoint, opts as opts_lib, registry
+from playground.anyexp import AnyExp
+from playground.errors import ComponentError, OptsError, PlaygroundError, UsageError
+
+log = logging.getLogger(__name__)
+
+MODULE_ROLES = {  # attribute of Components -> opts key naming it
+    "input": "input.input_name_py", "model": "model.model_name_py", "forward_pass": "model.forward_pass_py",
+    "parameter_update": "model.parameter_update_py", "rendezvous": "model.rendezvous_py",
+    "override": "model.additional_override_py", "output": "output.gen_output_py",
+    "checkpoint_path": "output.gen_checkpoint_path_py",
+}
+
+
+@dataclass
+class Components:
+    """The resolved object behind every `*_py` opt, and the names they were resolved from."""
+
+    input: ModuleType
+    model: ModuleType
+    forward_pass: ModuleType
+    parameter_update: ModuleType
+    rendezvous: ModuleType
+    override: ModuleType | None
+    output: ModuleType
+    checkpoint_path: ModuleType
+    meters: list[tuple[dict, type]] = field(default_factory=list)
+    handlers: list[tuple[dict, type]] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Facts derived from the opts and the launch; never written back into the opts."""
+
+    device: torch.device
+    folder: str
+    total_batch_size: int
+    epoch_iterations: int
+    rank: int = 0
+    world_size: int = 1
+
+
+class AlreadyComplete(PlaygroundError):
+    """The folder holds a finished run: nothing to do."""
+
+    exit_code = 0
+
+
+def resolve_components(opts: dict) -> tuple[Components | None, list[str]]:
+    """Resolve every `*_py` opt; return the components (None if any failed) and one line per failure."""
+    problems: list[str] = []
+    try:
+        maps = registry.module_maps(opts_lib.get(opts, "model.module_maps") or [])
+    except ComponentError as e:
+        return None, [str(e)]
+
+    def attempt(key: str, name: str) -> Any:
+        try:
+            return registry.resolve(key, name, maps)
+        except ComponentError as e:
+            problems.append(str(e))
+
+    names = {role: opts_lib.get(opts, key) for role, key in MODULE_ROLES.items()}
+    if not names["parameter_update"]:
+        names["parameter_update"] = opts_lib.get(opts, "model.optimizer_py")
+    found = {role: attempt(MODULE_ROLES[role], name) if name else None for role, name in names.items()}
+    if found["model"] is not None and not (isinstance(found["model"].Experiment, type)
+                                           and issubclass(found["model"].Experiment, AnyExp)):
+        problems.append(f"model.model_name_py = {names['model']!r}: its Experiment must be a subclass of "
+                        "playground.AnyExp")
+    metrics, handlers = opts["output"]["metrics"], opts["output"]["handlers"]
+    meters = [(m, attempt(f"output.metrics[{i}].meter_py", m["meter_py"])) for i, m in enumerate(metrics)]
+    handler_classes = [(h, attempt(f"output.handlers[{i}].handler_py", h["handler_py"]))
+                       for i, h in enumerate(handlers)]
+    if problems:
+        return None, problems
+    return Components(**found, meters=meters, handlers=handler_classes,
+                      names={MODULE_ROLES[r]: n for r, n in names.items() if n}), []
+
+
+def declared_opts(components: Components | None) -> dict[str, opts_lib.Opt]:
+    """The framework's keys plus those the resolved components declare in their OPTS."""
+    declared = dict(opts_lib.FRAMEWORK_OPTS)
+    if components is not None:
+        for module in vars(components).values():
+            declared.update(getattr(module, "OPTS", {}) if isinstance(module, ModuleType) else {})
+    return declared
+
+
+def prepare(raw: dict) -> tuple[dict, Components]:
+    """Check the opts and resolve their components, reporting every problem at once (OptsError)."""
+    problems = opts_lib.validate(raw)
+    if problems:
+        raise OptsError(problems)
+    filled = opts_lib.with_defaults(raw)
+    components, problems = resolve_components(filled)
+    declared = declared_opts(components)
+    problems += [p for p in opts_lib.validate(raw, declared) if p not in problems]
+    problems += _run_problems(filled)
+    if problems:
+        raise OptsError(problems)
+    return opts_lib.with_defaults(raw, declared), components
+
+
+def _run_problems(opts: dict) -> list[str]:
+    """Problems only visible in combination: devices and batch arithmetic."""
+    problems, dist_opts = [], opts["distributed"]
+    if dist_opts["num_gpus"] > 0:
+        available = torch.cuda.device_count()
+        if dist_opts["first_gpu_id"] + dist_opts["num_gpus"] > available:
+            problems.append(f"distributed.num_gpus: {dist_opts['num_gpus']} GPU(s) from first_gpu_id "
+                            f"{dist_opts['first_gpu_id']} asked for, but CUDA sees {available}; set "
+                            '"num_gpus": 0 to train on CPU')
+    elif dist_opts["num_cpus"] < 1:
+        problems.append('distributed.num_cpus: must be at least 1 when num_gpus is 0, e.g. "num_cpus": 1')
+    epoch_iter = opts["epoch_iter"]
+    if epoch_iter["batch_per_device"] < 1:
+        problems.append('epoch_iter.batch_per_device: must be at least 1, e.g. "batch_per_device": 32')
+    elif epoch_iter["num_train_sample_per_epoch"] < total_batch_size(opts):
+        problems.append(f"epoch_iter.num_train_sample_per_epoch: {epoch_iter['num_train_sample_per_epoch']} is "
+                        f"less than one global batch ({total_batch_size(opts)}); raise it or lower batch_per_device")
+    if opts["output"]["record_every_iters"] < 1:
+        problems.append('output.record_every_iters: must be at least 1, e.g. "record_every_iters": 10')
+    return problems
+
+
+def num_xpus(opts: dict) -> int:
+    """Processes per host: one per GPU, or num_cpus on CPU."""
+    return opts["distributed"]["num_gpus"] or opts["distributed"]["num_cpus"]
+
+
+def total_batch_size(opts: dict) -> int:
+    return opts["epoch_iter"]["batch_per_device"] * num_xpus(opts) * opts["distributed"]["num_shards"]
+
+
+def experiment_class(components: Components) -> type[AnyExp]:
+    """The model's Experiment, or a subclass of it whose methods come from the override module."""
+    base = components.model.Experiment
+    module = components.override
+    if module is None:
+        return base
+    methods = {n: f for n, f in vars(module).items()
+               if callable(f) and getattr(f, "__module__", None) == module.__name__ and not n.startswith("_")}
+    if unknown := sorted(n for n in methods if not hasattr(base, n)):
+        raise ComponentError(f"model.additional_override_py = {components.names['model.additional_override_py']!r}"
+                             f" defines {', '.join(unknown)}, which {base.__name__} does not have; rename them "
+                             "after existing methods or make them private with a leading underscore")
+    return type(f"{base.__name__}_{module.__name__.rsplit('.', 1)[-1]}", (base,), methods)
+
+
+def describe(opts: dict, components: Components) -> str:
+    """What `--dry-run` prints: the resolved opts and which module serves each role."""
+    cls = experiment_class(components)
+    lines = ["resolved opts:", json.dumps(opts, indent=2), "", "components:"]
+    for key, name in components.names.items():
+        obj = {v: k for k, v in MODULE_ROLES.items()}.get(key)
+        lines.append(f"  {key:34} {name:36} -> {getattr(getattr(components, obj), '__name__', '')}")
+    for entry, cls_ in components.meters:
+        lines.append(f"  metric {entry['name']:27} {entry['meter_py']:36} -> {cls_.__module__}.{cls_.__name__}")
+    for entry, cls_ in components.handlers:
+        lines.append(f"  handler {'':26} {entry['handler_py']:36} -> {cls_.__module__}.{cls_.__name__}")
+    lines += [f"  experiment class {'':17} {cls.__name__}",
+              f"total_batch_size = {total_batch_size(opts)}, epoch_iterations = "
+              f"{opts['epoch_iter']['num_train_sample_per_epoch'] // total_batch_size(opts)}"]
+    return "\n".join(lines)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def restore(exp: AnyExp) -> None:
+    """Resume from the newest intact checkpoint in the run folder, or start from `pretrained_model`."""
+    found = checkpoint.newest_intact(exp.folder)
+    if found:
+        path, saved = found
+        if saved.get("complete"):
+            raise AlreadyComplete(f"{exp.folder} holds a finished run ({os.path.basename(path)}); nothing to do. "
+                                  "Use another output.checkpoint_folder for a new run")
+        exp.load_checkpoint_state(saved)
+        log.info("resuming from %s at epoch %d iteration %d", path, exp.state.epoch, exp.state.iteration)
+        return
+    pretrained = exp.opts["model_param"]["pretrained_model"]
+    if pretrained:
+        if not os.path.isfile(pretrained):
+            raise UsageError(f"model_param.pretrained_model: {pretrained} does not exist; give a checkpoint path "
+                             "or leave it empty")
+        reset = exp.opts["model_param"]["reset_epoch"]
+        exp.load_checkpoint_state(checkpoint.load(pretrained, map_location=exp.device), weights_only=reset)
+        log.info("starting from pretrained %s (%s)", pretrained, "weights only, epoch 0" if reset else
+                 f"continuing at epoch {exp.state.epoch}")
+
+
+@contextmanager
+def stop_on_signals(exp: AnyExp) -> Iterator[None]:
+    """SIGTERM (preemption) asks the run to checkpoint and stop at the next iteration boundary."""
+    def handler(signum: int, frame: Any) -> None:
+        exp.request_stop(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(opts: dict, components: Components, folder: str, rank: int = 0, world_size: int = 1,
+        device: torch.device | None = None) -> dict:
+    """Build the experiment in `folder`, restore it if it was interrupted, and run it to the end."""
+    if device is None:
+        device = torch.device(f"cuda:{opts['distributed']['first_gpu_id']}" if opts["distributed"]["num_gpus"]
+                              else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = opts["model_param"]["engine"].upper() == "CUDNN"
+    tbs = total_batch_size(opts)
+    info = RunInfo(device, folder, tbs, opts["epoch_iter"]["num_train_sample_per_epoch"] // tbs, rank, world_size)
+    seed_everything(opts["model_param"]["seed"])
+    exp = experiment_class(components)(opts, components, info)
+    exp.build()
+    restore(exp)
+    with stop_on_signals(exp):
+        return exp.run()

@@ -1,0 +1,224 @@
+"""The LMDB image dataset format: one encoded image and its label per record, no pickle anywhere.
+
+An LMDB folder (holding `data.mdb`) with these keys:
+
+- `b"00000000"`, `b"00000001"`, … (`b"%08d" % index`, index 0 … count-1): a 12-byte little-endian header
+  `struct "<iII"` = (label int32, CRC-32 of the image bytes uint32, image byte length uint32), followed by the
+  encoded image bytes (JPEG or PNG, as `cv2.imdecode` reads them; colour images).
+- `b"__meta__"`: UTF-8 JSON `{"format": "playground-images", "format_version": 1, "count": N,
+  "class_names": [...], "num_classes": K, "encoding": "jpg" | "png", "min_shorter_side": PX}`.
+  Every label is in `[0, num_classes)`; `min_shorter_side` is the smallest shorter side among the stored images.
+
+`__meta__` is written last, in the final commit, so an LMDB whose build was interrupted has none and is
+refused when opened.
+"""
+
+import json
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cv2
+import lmdb
+import numpy as np
+
+from playground.errors import DataError, UsageError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "playground-images"
+FORMAT_VERSION = 1
+META_KEY = b"__meta__"
+ENCODINGS = ("jpg", "png")
+RECORD_HEADER = struct.Struct("<iII")  # label, crc32 of the image bytes, image byte length
+
+_INITIAL_MAP_SIZE = 1 << 30  # virtual address space only: data.mdb grows with what is written
+_RECORDS_PER_COMMIT = 1000
+_MAX_READERS = 512  # more than any sane number of DataLoader workers times their read transactions
+
+
+class RecordError(DataError):
+    """One record that fails its checksum or cannot be parsed; the rest of the dataset may still be fine."""
+
+
+def record_key(index: int) -> bytes:
+    """The LMDB key of the record at `index`."""
+    return b"%08d" % index
+
+
+def pack_record(image: bytes, label: int) -> bytes:
+    """The stored value for one image: header then the encoded image bytes."""
+    return RECORD_HEADER.pack(label, zlib.crc32(image), len(image)) + image
+
+
+def unpack_record(value: bytes, where: str) -> tuple[bytes, int]:
+    """(image bytes, label) from a stored value; RecordError (naming `where`) if it is damaged."""
+    if len(value) < RECORD_HEADER.size:
+        raise RecordError(f"{where}: record is {len(value)} bytes, shorter than its header")
+    label, crc, length = RECORD_HEADER.unpack_from(value)
+    image = value[RECORD_HEADER.size:]
+    if len(image) != length:
+        raise RecordError(f"{where}: image is {len(image)} bytes, header says {length}")
+    if zlib.crc32(image) != crc:
+        raise RecordError(f"{where}: image bytes fail their CRC-32 check (damaged on disk?)")
+    return image, label
+
+
+def encode_image(image: np.ndarray, encoding: str, jpeg_quality: int = 90) -> bytes:
+    """`image` (HWC BGR uint8) encoded as `encoding` ("jpg" or "png")."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if encoding == "jpg" else []
+    ok, buffer = cv2.imencode("." + encoding, image, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} image as {encoding}")
+    return buffer.tobytes()
+
+
+class LmdbWriter:
+    """Writes an image LMDB in index order; use as a context manager. Meta is written only on a clean exit."""
+
+    def __init__(self, path: str | os.PathLike, class_names: list[str], encoding: str):
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        self.path = Path(path)
+        self.class_names = list(class_names)
+        self.encoding = encoding
+        self.count = 0
+        self.min_shorter_side: int | None = None
+        self._pending: list[tuple[bytes, bytes]] = []
+        self._env: lmdb.Environment | None = None
+
+    def __enter__(self) -> "LmdbWriter":
+        if (self.path / "data.mdb").exists():
+            raise FileExistsError(f"{self.path} already holds an LMDB; write a new dataset into a new folder")
+        self._env = lmdb.open(str(self.path), map_size=_INITIAL_MAP_SIZE, subdir=True, readahead=False)
+        return self
+
+    def add(self, image: bytes, label: int, shorter_side: int) -> None:
+        """Appends one encoded image of class `label` whose shorter side is `shorter_side` pixels."""
+        if not 0 <= label < len(self.class_names):
+            raise ValueError(f"label {label} is outside [0, {len(self.class_names)})")
+        self._pending.append((record_key(self.count), pack_record(image, label)))
+        self.count += 1
+        self.min_shorter_side = min(shorter_side, self.min_shorter_side or shorter_side)
+        if len(self._pending) >= _RECORDS_PER_COMMIT:
+            self._commit()
+
+    def meta(self) -> dict[str, Any]:
+        """The `__meta__` record describing what has been added so far."""
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "count": self.count,
+                "class_names": self.class_names, "num_classes": len(self.class_names),
+                "encoding": self.encoding, "min_shorter_side": self.min_shorter_side}
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if exc_type is None:
+                self._pending.append((META_KEY, json.dumps(self.meta()).encode("utf-8")))
+                self._commit()
+                self._env.sync(True)
+        finally:
+            self._env.close()
+
+    def _commit(self) -> None:
+        """Writes the pending records in one transaction, doubling the map size until they fit."""
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    for key, value in self._pending:
+                        txn.put(key, value)
+                break
+            except lmdb.MapFullError:
+                new_size = self._env.info()["map_size"] * 2
+                logger.debug("%s: growing the LMDB map to %d bytes", self.path, new_size)
+                self._env.set_mapsize(new_size)
+        self._pending.clear()
+
+
+class LmdbReader:
+    """Reads an image LMDB. Checked and described at construction; the environment itself is opened lazily,
+    once per process, so a reader made before a DataLoader forks its workers is safe to use in each of them."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        env = _open_env(self.path)
+        try:
+            _check_not_truncated(self.path, env)
+            self.meta = _read_meta(self.path, env)
+        finally:
+            env.close()
+        self._env: lmdb.Environment | None = None
+        self._env_pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.meta["count"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta["num_classes"]
+
+    def read(self, index: int) -> tuple[bytes, int]:
+        """(encoded image bytes, label) of record `index`, checksum verified; RecordError if damaged."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} is outside [0, {len(self)}) in {self.path}")
+        with self._process_env().begin() as txn:
+            value = txn.get(record_key(index))
+        if value is None:
+            raise RecordError(f"{self.path}: record {index} is missing")
+        return unpack_record(value, f"{self.path} record {index}")
+
+    def _process_env(self) -> lmdb.Environment:
+        """This process's environment; an LMDB environment must never cross a fork."""
+        if self._env_pid != os.getpid():
+            self._env = _open_env(self.path)
+            self._env_pid = os.getpid()
+        return self._env
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_env": None, "_env_pid": None}
+
+
+def _open_env(path: Path) -> lmdb.Environment:
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; build it with: playground make-lmdb SRC {path}")
+    if not (path / "data.mdb").is_file():
+        raise UsageError(f"{path} is not an LMDB folder (no data.mdb); build one with: playground make-lmdb SRC {path}")
+    try:
+        return lmdb.open(str(path), subdir=True, readonly=True, lock=False, readahead=False,
+                         max_readers=_MAX_READERS)
+    except lmdb.Error as exc:
+        raise DataError(f"{path}: cannot open data.mdb ({exc}); rebuild it with playground make-lmdb") from exc
+
+
+def _check_not_truncated(path: Path, env: lmdb.Environment) -> None:
+    """A truncated data.mdb kills the reading process with SIGBUS instead of raising; catch it up front."""
+    actual = (path / "data.mdb").stat().st_size
+    expected = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    if actual < expected:
+        raise DataError(f"{path}: data.mdb is truncated ({actual} bytes, header says {expected}); "
+                        "rebuild it with playground make-lmdb")
+
+
+def _read_meta(path: Path, env: lmdb.Environment) -> dict[str, Any]:
+    with env.begin() as txn:
+        raw = txn.get(META_KEY)
+        entries = txn.stat()["entries"]
+    if raw is None:
+        raise UsageError(f"{path} is an LMDB but not a finished playground image dataset (no __meta__ record); "
+                         "build it with playground make-lmdb")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: the __meta__ record is not valid JSON ({exc}); rebuild it with "
+                        "playground make-lmdb") from exc
+    if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
+        raise UsageError(f"{path} holds format {meta.get('format')!r} version {meta.get('format_version')!r}; this "
+                         f"playground reads {FORMAT_NAME!r} version {FORMAT_VERSION}. Rebuild it with playground "
+                         "make-lmdb")
+    if entries != meta["count"] + 1:
+        raise DataError(f"{path}: __meta__ says {meta['count']} images but the LMDB holds {entries - 1}; "
+                        "rebuild it with playground make-lmdb")
+    return meta

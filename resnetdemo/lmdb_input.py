@@ -1,0 +1,186 @@
+"""Input component `gfs_IN1k`: image classification batches from a playground image LMDB (see lmdb_format).
+
+Opts, all in the "input" section:
+
+| key | meaning | default |
+|---|---|---|
+| `train_input_path`, `test_input_path` | LMDB folder of each split, built with `playground make-lmdb` | required |
+| `num_classes` | classes the model predicts; must be at least the dataset's `num_classes` | required |
+| `loadsize` | shorter side the image is resized to before cropping (scale_jitter_type 0 and test) | required |
+| `imsize` | side of the square crop fed to the model; at most `loadsize` | required |
+| `scale_jitter_type` | 0: random `imsize` crop; 1: random-resized crop (8-100% area, aspect 3/4-4/3) | 0 |
+| `mirror` | random horizontal flip | true |
+| `color_jitter` | brightness, contrast, saturation ±40% in random order | false |
+| `color_lighting` | AlexNet PCA lighting noise (std 0.1) | false |
+| `mean`, `std` | per-channel normalisation, RGB order, 0-255 scale | ImageNet's |
+| `max_decode_failures` | fraction (0-1) of the split's records that may be damaged (checksum or decode failure); each is replaced by the next good record and logged once; more raise DataError | 0.001 |
+
+Augmentation of record i in epoch e depends only on (exp.seed, e, i), so results do not depend on the number of
+DataLoader workers or the order they run in.
+"""
+
+import logging
+import math
+import multiprocessing
+import os
+from numbers import Real
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+
+from playground.errors import DataError, UsageError
+from resnetdemo.lmdb_format import LmdbReader, RecordError
+from resnetdemo.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+_DEFAULT_MAX_DECODE_FAILURES = 0.001
+_REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                         (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+class LmdbImageDataset(torch.utils.data.Dataset):
+    """(CHW float32 image, label) pairs from an image LMDB, decoded and augmented on the fly."""
+
+    def __init__(self, reader: LmdbReader, transform: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+                 *, seed: int, max_decode_failures: float, decode_flags: int):
+        self.reader, self.transform, self.seed = reader, transform, seed
+        self.decode_flags = decode_flags
+        self.max_damaged_records = math.floor(max_decode_failures * len(reader))
+        # Shared memory, inherited by forked workers: set_epoch reaches persistent workers too, and damaged
+        # records are counted once across all workers and epochs.
+        self._epoch = multiprocessing.RawValue("q", 0)
+        self._damaged = multiprocessing.RawArray("b", len(reader))
+        self._damaged_count = multiprocessing.Value("q", 0)
+        self._configured_pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the augmentation of epoch `epoch`; called by the framework before each epoch."""
+        self._epoch.value = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self._configured_pid != os.getpid():
+            self._configure_process()
+        rng = np.random.default_rng([self.seed, self._epoch.value, index])
+        image, label = self._decode_or_substitute(index)
+        return self.transform(image, rng), label
+
+    def _configure_process(self) -> None:
+        if torch.utils.data.get_worker_info() is not None:
+            cv2.setNumThreads(0)  # OpenCV's own threads would fight the other DataLoader workers for cores
+        self._configured_pid = os.getpid()
+
+    def _decode_or_substitute(self, index: int) -> tuple[np.ndarray, int]:
+        """Record `index` decoded, or the next record that decodes if it is damaged."""
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                return self._decode(candidate)
+            except RecordError as exc:
+                self._record_damage(candidate, exc)
+        raise DataError(f"{self.reader.path}: no record can be decoded; rebuild it with playground make-lmdb")
+
+    def _decode(self, index: int) -> tuple[np.ndarray, int]:
+        data, label = self.reader.read(index)
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), self.decode_flags)
+        except cv2.error as exc:
+            raise RecordError(f"{self.reader.path} record {index}: OpenCV cannot decode it ({exc})") from exc
+        if image is None:
+            raise RecordError(f"{self.reader.path} record {index}: OpenCV cannot decode it")
+        return image, label
+
+    def _record_damage(self, index: int, exc: RecordError) -> None:
+        with self._damaged_count.get_lock():
+            if self._damaged[index]:
+                return
+            self._damaged[index] = 1
+            self._damaged_count.value += 1
+            count = self._damaged_count.value
+        logger.warning("%s; using the next record in its place", exc)
+        if count > self.max_damaged_records:
+            raise DataError(f"{self.reader.path}: {count} of {len(self)} records are damaged, more than "
+                            f"input.max_decode_failures allows ({self.max_damaged_records}); "
+                            "rebuild it with playground make-lmdb")
+
+
+def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
+    """The `split` ("train" or "test") dataset of `exp`, checked against its opts before any worker starts."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    opts = exp.opts.get("input") or {}
+    path = _opt(opts, f"{split}_input_path", lambda v: isinstance(v, str) and v, "a path to an LMDB folder")
+    num_classes = _opt(opts, "num_classes", _is_positive_int, "a positive integer")
+    loadsize = _opt(opts, "loadsize", _is_positive_int, "a positive integer (pixels)")
+    imsize = _opt(opts, "imsize", _is_positive_int, "a positive integer (pixels)")
+    if imsize > loadsize:
+        raise UsageError(f"input.imsize ({imsize}) must not exceed input.loadsize ({loadsize})")
+    mean = _opt(opts, "mean", _is_rgb_triple, "three numbers, RGB order, 0-255 scale", IMAGENET_MEAN_RGB)
+    std = _opt(opts, "std", lambda v: _is_rgb_triple(v) and min(v) > 0, "three positive numbers", IMAGENET_STD_RGB)
+    max_failures = _opt(opts, "max_decode_failures", lambda v: _is_number(v) and 0 <= v <= 1,
+                        "a fraction between 0 and 1", _DEFAULT_MAX_DECODE_FAILURES)
+
+    reader = LmdbReader(path)
+    if len(reader) == 0:
+        raise UsageError(f"{path} holds no images; rebuild it with playground make-lmdb")
+    if reader.num_classes > num_classes:
+        raise UsageError(f"input.num_classes is {num_classes} but {path} has {reader.num_classes} classes; "
+                         f"set input.num_classes to {reader.num_classes}")
+    if split == "train":
+        transform = TrainTransform(
+            loadsize=loadsize, imsize=imsize, mean=mean, std=std,
+            scale_jitter_type=_opt(opts, "scale_jitter_type", lambda v: v in (0, 1) and not isinstance(v, bool),
+                                   "0 (random crop) or 1 (random-resized crop)", 0),
+            mirror=_opt(opts, "mirror", _is_bool, "true or false", True),
+            color_jitter=_opt(opts, "color_jitter", _is_bool, "true or false", False),
+            color_lighting=_opt(opts, "color_lighting", _is_bool, "true or false", False))
+    else:
+        transform = TestTransform(loadsize=loadsize, imsize=imsize, mean=mean, std=std)
+    return LmdbImageDataset(reader, transform, seed=exp.seed, max_decode_failures=max_failures,
+                            decode_flags=decode_flags(reader.meta, loadsize))
+
+
+def decode_flags(meta: dict[str, Any], loadsize: int) -> int:
+    """cv2.imdecode flags: JPEGs whose shorter side is at least 2, 4 or 8 times `loadsize` are decoded at
+    1/2, 1/4 or 1/8 scale, which costs a fraction of a full decode. Stored images carry no EXIF orientation."""
+    if meta["encoding"] == "jpg":
+        for factor, flag in _REDUCED_DECODE_FLAGS:
+            if meta["min_shorter_side"] // factor >= loadsize:
+                return flag | cv2.IMREAD_IGNORE_ORIENTATION
+    return cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+_MISSING = object()
+
+
+def _opt(opts: dict[str, Any], key: str, is_valid: Callable[[Any], Any], expected: str,
+         default: Any = _MISSING) -> Any:
+    """opts[key] if valid, else `default`; UsageError naming `input.<key>` when it is missing or invalid."""
+    value = opts.get(key, default)
+    if value is _MISSING:
+        raise UsageError(f"input.{key} is missing; set it to {expected}")
+    if not is_valid(value):
+        raise UsageError(f"input.{key} must be {expected}, got {value!r}")
+    return value
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_rgb_triple(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)
