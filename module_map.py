@@ -31,4 +31,15 @@ MODULE_MAP: dict[str, str] = {
     # output.metrics[].meter_py
     "ComputeLoss": "playground.meters.ComputeLoss",
     "ComputeTopKAccuracy": "playground.meters.ComputeTopKAccuracy",
+    # output.handlers[].handler_py
+    "BestCheckpoint": "playground.handlers.BestCheckpoint",
+    "DumpGraph": "playground.handlers.DumpGraph",
+    "EarlyStopping": "playground.handlers.EarlyStopping",
+    "LRMonitor": "playground.handlers.LRMonitor",
+    "LogReport": "playground.handlers.LogReport",
+    "ModelStatistics": "playground.handlers.ModelStatistics",
+    "PrintReport": "playground.handlers.PrintReport",
+    "Profiler": "playground.handlers.Profiler",
+    "ProgressBar": "playground.handlers.ProgressBar",
+    "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
 }

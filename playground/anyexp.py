@@ -7,7 +7,8 @@
           for iteration in list_of_epoch_iters():
               iteration_begin, train_step, [record train metrics], iteration_end
               [test_begin, run_test, test_end]  every num_train_iteration_per_test and at the epoch's end
-              [checkpoint]                      every checkpoint_every_iters, or when asked to stop
+              [checkpoint]                      every checkpoint_every_iters, when a handler requests one,
+                                                or when asked to stop
           epoch_end, checkpoint
       train_end, results.json, plots
 
@@ -21,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -54,6 +55,7 @@ class AnyExp:
         self.checkpoints: list[str] = []
         self.blobs: dict = {}
         self.handlers = [cls(**entry["kargs"]) for entry, cls in components.handlers]
+        self.checkpoint_requested = False  # set by request_checkpoint, cleared by save_checkpoint
         self._train_secs, self._train_iters = 0.0, 0
 
     # ------------------------------------------------------------------ building (each one replaceable)
@@ -133,7 +135,7 @@ class AnyExp:
         if end_of_epoch or (per_test and self.state.iteration % per_test == 0):
             self.run_test()
         every = self.opts["output"]["checkpoint_every_iters"]
-        if every and self.state.global_step % every == 0 and not end_of_epoch:
+        if (self.checkpoint_requested or every and self.state.global_step % every == 0) and not end_of_epoch:
             self.save_checkpoint()
         if distributed.any_rank(bool(self.state.stop_reason), self) and not self.state.stop_reason:
             self.state.stop_reason = "another process was asked to stop"
@@ -149,7 +151,7 @@ class AnyExp:
         self.scaler.update()
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
-        blobs["batch_size"] = len(labels)
+        blobs.setdefault("batch_size", len(labels))  # forward may set it (labels that are not one tensor)
         return blobs
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -166,16 +168,11 @@ class AnyExp:
         test_meters = {name: meter for name, (is_train, meter) in self.meters.items() if not is_train}
         for meter in test_meters.values():
             meter.reset()
-        epoch_iter, per_rank = self.opts["epoch_iter"], self.opts["epoch_iter"]["batch_per_device"]
-        num_samples = min(epoch_iter["num_test_sample"], len(self.test_dataset))
-        indices = data.test_batch_indices(num_samples, self.total_batch_size, self.rank, per_rank,
-                                          epoch_iter["num_test_iter"])
-        for batch in data.batches(self.test_dataset, [i for i in indices if i], self.workers, self.seed,
-                                  self.device.type == "cuda"):
+        for batch in self.test_batches():
             inputs, labels = self.to_device(batch)
             with self.autocast():
                 blobs = self.forward(inputs, labels)
-            blobs["batch_size"] = len(labels)
+            blobs.setdefault("batch_size", len(labels))
             for meter in test_meters.values():
                 meter.update(blobs)
         self.state.test_passes += 1
@@ -199,6 +196,15 @@ class AnyExp:
                                            self.opts["epoch_iter"]["batch_per_device"], start, self.epoch_iterations)
         return data.batches(self.train_dataset, indices, self.workers, self.seed + epoch, self.device.type == "cuda")
 
+    def test_batches(self) -> Iterator:
+        """This process's batches of one test pass: its slices of the first num_test_iter global batches."""
+        epoch_iter, per_rank = self.opts["epoch_iter"], self.opts["epoch_iter"]["batch_per_device"]
+        num_samples = min(epoch_iter["num_test_sample"], len(self.test_dataset))
+        indices = data.test_batch_indices(num_samples, self.total_batch_size, self.rank, per_rank,
+                                          epoch_iter["num_test_iter"])
+        return data.batches(self.test_dataset, [i for i in indices if i], self.workers, self.seed,
+                            self.device.type == "cuda")
+
     def to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, labels = batch
         inputs = inputs.to(self.device, non_blocking=True)
@@ -221,7 +227,7 @@ class AnyExp:
                 values[name] = distributed.compute(meter, self)
         secs = self._train_secs / max(self._train_iters, 1)
         values.update(secs_per_train=secs, samples_per_sec=self.total_batch_size / secs if secs else 0.0,
-                      learning_rate=self.optimizer.param_groups[0]["lr"])
+                      learning_rate=self.blobs["learning_rate"])
         self._train_secs, self._train_iters = 0.0, 0
         self.record("train", values)
 
@@ -240,6 +246,10 @@ class AnyExp:
     def request_stop(self, reason: str) -> None:
         """Stop at the next iteration boundary, after a checkpoint (handlers and signals call this)."""
         self.state.stop_reason = self.state.stop_reason or reason
+
+    def request_checkpoint(self) -> None:
+        """Write a checkpoint at the next iteration boundary (handlers call this; epoch ends always write one)."""
+        self.checkpoint_requested = True
 
     def fire(self, event: Event, **kwargs: Any) -> None:
         """Call this experiment's hook `on_<event>`, then every handler's."""
@@ -286,19 +296,22 @@ class AnyExp:
         self.scaler.load_state_dict(saved["grad_scaler"])
         self.state.load_state_dict(saved["state"])
         self.history, self.checkpoints = saved["history"], saved["checkpoints"]
+        self.latest = {k: v for rows in self.history.values() for row in rows for k, v in row.items()
+                       if k not in ("epoch", "iteration")}
         for handler, state in zip(self.handlers, saved["handlers"]):
             handler.load_state_dict(state)
         checkpoint.set_rng_states(saved["rng"])
 
     def save_checkpoint(self, final: bool = False) -> str | None:
         """Write a checkpoint named by the checkpoint-path component (rank 0 only); return its path."""
+        self.checkpoint_requested = False
         if self.rank != 0:
             return None
         name = self.components.checkpoint_path.checkpoint_name(self, self.state.epoch, self.state.iteration, final)
         path = os.path.join(self.folder, name)
-        checkpoint.save(path, {**self.checkpoint_state(), "complete": final})
-        if path not in self.checkpoints:
+        if path not in self.checkpoints:  # before saving, so the checkpoint lists itself and a resumed run too
             self.checkpoints.append(path)
+        checkpoint.save(path, {**self.checkpoint_state(), "complete": final})
         log.info("checkpoint %s (epoch %d, iteration %d)", path, self.state.epoch, self.state.iteration)
         self.fire(Event.CHECKPOINT_SAVED, path=path)
         return path

@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from playground.errors import PlaygroundError, UsageError
 
@@ -54,9 +56,9 @@ def command_run(args: argparse.Namespace) -> int:
         print(runner.describe(opts, components))
         return 0
     folder = lab.open_run_folder(opts)
-    add_log_file(os.path.join(folder, "log.txt"))
-    runner.run(opts, components, folder)
-    log.info("done: results in %s", folder)
+    with log_file(os.path.join(folder, "log.txt")):
+        runner.run(opts, components, folder)
+        log.info("done: results in %s", folder)
     return 0
 
 
@@ -66,19 +68,33 @@ def command_make_lmdb(args: argparse.Namespace) -> int:
     return make_lmdb.main(args.args)
 
 
-def add_log_file(path: str) -> None:
+@contextmanager
+def log_file(path: str) -> Iterator[None]:
+    """Copy every log record, and the traceback of a failure, into the run's log file."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    try:
+        yield
+    except Exception:
+        if not isinstance(sys.exc_info()[1], PlaygroundError):
+            handler.stream.write(traceback.format_exc())
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    logging.getLogger().setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # components in the current folder resolve, as under `python -m`
     try:
         args = build_parser().parse_args(argv)
         return {"run": command_run, "make-lmdb": command_make_lmdb}[args.command](args)
@@ -92,9 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("playground: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a failure while running: one line on the terminal, the traceback in the log file
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.stream.write(traceback.format_exc())
+    except Exception as e:  # a failure while running: one line here, the traceback in the run's log file
         print(f"playground: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from playground.errors import OptsError, UsageError
+from playground.errors import UsageError
 
 REQUIRED = "required"  # present and non-empty
 NULLABLE = "nullable"  # present, may be null or empty (the seed's "mandatory nullable")
@@ -106,6 +106,8 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "output.plots": Opt(_LIST, [], OPTIONAL, "Plots: {x, x_title, ys, y_title}; x is \"epochs\" or \"\" "
                         "(iterations)."),
     "output.handlers": Opt(_LIST, [], OPTIONAL, "Event handlers: {handler_py, kargs}."),
+    "output.progress_bar": Opt(_BOOL, True, OPTIONAL, "Add a ProgressBar handler unless output.handlers lists one: "
+                               "a tqdm bar when stderr is a terminal, periodic log lines otherwise (rank 0)."),
     "output.record_every_iters": Opt(_INT, 1, OPTIONAL, "Training iterations between records of train metrics and "
                                      "throughput."),
     "output.checkpoint_every_iters": Opt(_INT, 0, OPTIONAL, "Also checkpoint every N iterations, for exact "
@@ -310,25 +312,23 @@ _MISSING = object()
 
 
 def with_defaults(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> dict:
-    """A deep copy of `opts` with every declared default filled in: the resolved opts saved with the run."""
+    """A deep copy of `opts` with every declared default filled in: the resolved opts saved with the run.
+    Tolerates malformed trees (validate reports them), leaving the malformed parts as they are."""
     resolved = json.loads(json.dumps(opts))  # plain dicts and floats, no parse-time wrappers
     for key, opt in declared.items():
-        if get(resolved, key, _MISSING) is _MISSING and opt.rule == OPTIONAL:
-            *parents, leaf = key.split(".")
-            node = resolved
-            for part in parents:
-                node = node.setdefault(part, {})
+        if opt.rule != OPTIONAL or get(resolved, key, _MISSING) is not _MISSING:
+            continue
+        *parents, leaf = key.split(".")
+        node = resolved
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
             node[leaf] = copy.deepcopy(opt.default)
-    for metric in resolved.get("output", {}).get("metrics", []):
-        metric.setdefault("meter_kargs", {})
-        metric.setdefault("is_train", metric.get("name", "").startswith("train"))
-    for handler in resolved.get("output", {}).get("handlers", []):
-        handler.setdefault("kargs", {})
+    for kind, fields in (("metrics", {"meter_kargs": {}}), ("handlers", {"kargs": {}})):
+        for entry in get(resolved, f"output.{kind}") or []:
+            if isinstance(entry, dict):
+                for field, default in fields.items():
+                    entry.setdefault(field, copy.deepcopy(default))
+                if kind == "metrics":
+                    entry.setdefault("is_train", str(entry.get("name", "")).startswith("train"))
     return resolved
-
-
-def check(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> dict:
-    """Validate and fill defaults; raise OptsError listing every problem at once."""
-    if problems := validate(opts, declared):
-        raise OptsError(problems)
-    return with_defaults(opts, declared)

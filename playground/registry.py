@@ -1,12 +1,13 @@
 """Resolve a `*_py` name to the module or class that serves it, and check it fits its role.
 
 A name is looked up in the extra maps listed in `model.module_maps`, then in the top-level `module_map.py`;
-a name that is in no map but contains a dot is imported as a fully qualified module (or `module.Attribute`).
+a name that is in no map is imported as a module path (`pkg.module`, or `pkg.module.Attribute` for classes).
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 from types import ModuleType
 from typing import Any
@@ -46,12 +47,8 @@ def import_path(path: str) -> Any:
 
 def resolve(key: str, name: str, maps: dict[str, str]) -> Any:
     """The object serving opts key `key` (e.g. 'model.forward_pass_py') under `name`, checked against its role."""
-    role = role_for(key)
-    if name in maps:
-        path = maps[name]
-    elif "." in name:
-        path = name
-    else:
+    path = maps.get(name, name)
+    if name not in maps and importlib.util.find_spec(name.split(".")[0]) is None:
         close = difflib.get_close_matches(name, maps, n=3, cutoff=0.6)
         hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise ComponentError(f"{key} = {name!r} is not in module_map.py. {hint}Add it to MODULE_MAP, list a map "

@@ -20,6 +20,7 @@ import torch
 
 from playground import checkpoint, opts as opts_lib, registry
 from playground.anyexp import AnyExp
+from playground.handlers import default_handlers
 from playground.errors import ComponentError, OptsError, PlaygroundError, UsageError
 
 log = logging.getLogger(__name__)
@@ -67,15 +68,18 @@ class AlreadyComplete(PlaygroundError):
     exit_code = 0
 
 
-def resolve_components(opts: dict) -> tuple[Components | None, list[str]]:
-    """Resolve every `*_py` opt; return the components (None if any failed) and one line per failure."""
+def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], list[str]]:
+    """Resolve every `*_py` opt. Returns the components (None if any failed), whatever did resolve (its OPTS
+    still declare keys), and one line per failure."""
     problems: list[str] = []
     try:
         maps = registry.module_maps(opts_lib.get(opts, "model.module_maps") or [])
     except ComponentError as e:
-        return None, [str(e)]
+        return None, {}, [str(e)]
 
-    def attempt(key: str, name: str) -> Any:
+    def attempt(key: str, name: Any) -> Any:
+        if not isinstance(name, str) or not name:
+            return None  # validate() reports it
         try:
             return registry.resolve(key, name, maps)
         except ComponentError as e:
@@ -84,43 +88,40 @@ def resolve_components(opts: dict) -> tuple[Components | None, list[str]]:
     names = {role: opts_lib.get(opts, key) for role, key in MODULE_ROLES.items()}
     if not names["parameter_update"]:
         names["parameter_update"] = opts_lib.get(opts, "model.optimizer_py")
-    found = {role: attempt(MODULE_ROLES[role], name) if name else None for role, name in names.items()}
-    if found["model"] is not None and not (isinstance(found["model"].Experiment, type)
-                                           and issubclass(found["model"].Experiment, AnyExp)):
+    found = {role: attempt(MODULE_ROLES[role], name) for role, name in names.items()}
+    model = found["model"]
+    if model is not None and not (isinstance(model.Experiment, type) and issubclass(model.Experiment, AnyExp)):
         problems.append(f"model.model_name_py = {names['model']!r}: its Experiment must be a subclass of "
                         "playground.AnyExp")
-    metrics, handlers = opts["output"]["metrics"], opts["output"]["handlers"]
-    meters = [(m, attempt(f"output.metrics[{i}].meter_py", m["meter_py"])) for i, m in enumerate(metrics)]
-    handler_classes = [(h, attempt(f"output.handlers[{i}].handler_py", h["handler_py"]))
-                       for i, h in enumerate(handlers)]
-    if problems:
-        return None, problems
-    return Components(**found, meters=meters, handlers=handler_classes,
-                      names={MODULE_ROLES[r]: n for r, n in names.items() if n}), []
+    entries = {"metrics": "meter_py", "handlers": "handler_py"}
+    classes = {kind: [(entry, attempt(f"output.{kind}[{i}].{field}", entry.get(field)))
+                      for i, entry in enumerate(opts_lib.get(opts, f"output.{kind}") or []) if isinstance(entry, dict)]
+               for kind, field in entries.items()}
+    if problems or any(found[role] is None for role in MODULE_ROLES if role != "override"):
+        return None, found, problems
+    return Components(**found, meters=classes["metrics"], handlers=default_handlers(opts, classes["handlers"]),
+                      names={MODULE_ROLES[r]: n for r, n in names.items() if n}), found, []
 
 
-def declared_opts(components: Components | None) -> dict[str, opts_lib.Opt]:
-    """The framework's keys plus those the resolved components declare in their OPTS."""
+def declared_opts(modules: dict[str, Any]) -> dict[str, opts_lib.Opt]:
+    """The framework's keys plus those the resolved component modules declare in their OPTS."""
     declared = dict(opts_lib.FRAMEWORK_OPTS)
-    if components is not None:
-        for module in vars(components).values():
-            declared.update(getattr(module, "OPTS", {}) if isinstance(module, ModuleType) else {})
+    for module in modules.values():
+        declared.update(getattr(module, "OPTS", {}) if isinstance(module, ModuleType) else {})
     return declared
 
 
 def prepare(raw: dict) -> tuple[dict, Components]:
     """Check the opts and resolve their components, reporting every problem at once (OptsError)."""
-    problems = opts_lib.validate(raw)
-    if problems:
+    components, found, component_problems = resolve_components(opts_lib.with_defaults(raw))
+    declared = declared_opts(found)
+    problems = opts_lib.validate(raw, declared) + component_problems
+    if problems or components is None:
         raise OptsError(problems)
-    filled = opts_lib.with_defaults(raw)
-    components, problems = resolve_components(filled)
-    declared = declared_opts(components)
-    problems += [p for p in opts_lib.validate(raw, declared) if p not in problems]
-    problems += _run_problems(filled)
-    if problems:
+    opts = opts_lib.with_defaults(raw, declared)
+    if problems := _run_problems(opts):
         raise OptsError(problems)
-    return opts_lib.with_defaults(raw, declared), components
+    return opts, components
 
 
 def _run_problems(opts: dict) -> list[str]:

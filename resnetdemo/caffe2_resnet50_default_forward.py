@@ -4,7 +4,7 @@ It reads the same BN, stem and memonger opts as `explicit_resnet_forward`; only 
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
+from typing import Any
 
 from playground import opts as opts_lib
 from playground.errors import UsageError
@@ -16,7 +16,7 @@ NUM_LAYER = 50
 OPTS: dict[str, Opt] = dict(explicit_resnet_forward.BN_OPTS)
 
 
-def build_network(exp: SimpleNamespace) -> ResNet:
+def build_network(exp: Any) -> ResNet:
     """ResNet-50 configured by the shared BN, stem and memonger opts."""
     asked = opts_lib.get(exp.opts, "model_param.num_layer")
     if asked is not None and asked != NUM_LAYER:

@@ -6,7 +6,7 @@ overridden by the same `model_param` keys.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,11 +19,11 @@ OPTS: dict[str, Opt] = sgd_schedule.declare_opts(momentum=0.9, nesterov=False, w
                                                  lr_gamma=0.1, lr_scaling="none")
 
 
-def build_optimizer(exp: SimpleNamespace, network: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(exp: Any, network: nn.Module) -> torch.optim.Optimizer:
     """Momentum SGD with a decaying (conv/linear weights) and a non-decaying (BN, biases) parameter group."""
     return sgd_schedule.build_sgd(exp, network, OPTS)
 
 
-def build_lr_scheduler(exp: SimpleNamespace, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+def build_lr_scheduler(exp: Any, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """Step decay by 0.1 every num_epochs_per_flow_schedule epochs; stepped once after every training iteration."""
     return sgd_schedule.build_scheduler(exp, optimizer, OPTS)

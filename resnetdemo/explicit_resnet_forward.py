@@ -7,7 +7,6 @@ which is PyTorch's momentum 0.1, so this module passes 1 - bn_momentum to the ne
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from playground import opts as opts_lib
@@ -35,7 +34,7 @@ OPTS: dict[str, Opt] = {
 }
 
 
-def build_network(exp: SimpleNamespace) -> ResNet:
+def build_network(exp: Any) -> ResNet:
     """The ResNet named by `model_param.num_layer`, configured by the shared BN and memory opts."""
     num_layer = opts_lib.get(exp.opts, "model_param.num_layer")
     if num_layer is None:
@@ -44,7 +43,7 @@ def build_network(exp: SimpleNamespace) -> ResNet:
     return build_resnet(exp, num_layer)
 
 
-def build_resnet(exp: SimpleNamespace, num_layer: Any) -> ResNet:
+def build_resnet(exp: Any, num_layer: Any) -> ResNet:
     """A ResNet of depth `num_layer` for `exp`, its BN, stem and checkpointing set from the opts."""
     if isinstance(num_layer, bool) or num_layer not in STAGE_BLOCKS:
         raise UsageError(f"model_param.num_layer must be one of {', '.join(map(str, STAGE_BLOCKS))}, "
@@ -68,10 +67,10 @@ def build_resnet(exp: SimpleNamespace, num_layer: Any) -> ResNet:
 
 def pytorch_bn_momentum(caffe2_momentum: float) -> float:
     """Caffe2's BN momentum (weight of the old running statistic) as PyTorch's (weight of the new batch's)."""
-    return 1.0 - caffe2_momentum
+    return round(1.0 - caffe2_momentum, 12)  # 0.9 -> 0.1, not 0.09999999999999998
 
 
-def _small_stem(exp: SimpleNamespace) -> bool:
+def _small_stem(exp: Any) -> bool:
     small = _flag(exp, "model_param.small_stem")
     if small is None:
         imsize = opts_lib.get(exp.opts, "input.imsize")
@@ -79,14 +78,14 @@ def _small_stem(exp: SimpleNamespace) -> bool:
     return small
 
 
-def _flag(exp: SimpleNamespace, key: str, default: bool | None = None) -> bool | None:
+def _flag(exp: Any, key: str, default: bool | None = None) -> bool | None:
     value = opts_lib.get(exp.opts, key, BN_OPTS[key].default if key in BN_OPTS else default)
     if value is not None and not isinstance(value, bool):
         raise UsageError(f"{key} must be true or false, got {value!r}")
     return value
 
 
-def _number(exp: SimpleNamespace, key: str) -> float:
+def _number(exp: Any, key: str) -> float:
     value = opts_lib.get(exp.opts, key, BN_OPTS[key].default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{key} must be a number, got {value!r}")

@@ -5,7 +5,7 @@ biases, no warm-up, LR multiplied by 0.1 every `epoch_iter.num_epochs_per_flow_s
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,11 +16,11 @@ from resnetdemo import sgd_schedule
 OPTS: dict[str, Opt] = sgd_schedule.declare_opts()
 
 
-def build_optimizer(exp: SimpleNamespace, network: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(exp: Any, network: nn.Module) -> torch.optim.Optimizer:
     """Momentum SGD with a decaying (conv/linear weights) and a non-decaying (BN, biases) parameter group."""
     return sgd_schedule.build_sgd(exp, network, OPTS)
 
 
-def build_lr_scheduler(exp: SimpleNamespace, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+def build_lr_scheduler(exp: Any, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """Warm-up then the step, cosine or constant schedule; to be stepped once after every training iteration."""
     return sgd_schedule.build_scheduler(exp, optimizer, OPTS)

@@ -26,7 +26,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from playground.errors import DataError, UsageError
+from playground.errors import DataError, PlaygroundError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +55,16 @@ def pack_record(image: bytes, label: int) -> bytes:
     return RECORD_HEADER.pack(label, zlib.crc32(image), len(image)) + image
 
 
-def unpack_record(value: bytes, where: str) -> tuple[bytes, int]:
-    """(image bytes, label) from a stored value; RecordError (naming `where`) if it is damaged."""
+def unpack_record(value: bytes) -> tuple[bytes, int]:
+    """(image bytes, label) from a stored value; RecordError if it is damaged."""
     if len(value) < RECORD_HEADER.size:
-        raise RecordError(f"{where}: record is {len(value)} bytes, shorter than its header")
+        raise RecordError(f"record is {len(value)} bytes, shorter than its header")
     label, crc, length = RECORD_HEADER.unpack_from(value)
     image = value[RECORD_HEADER.size:]
     if len(image) != length:
-        raise RecordError(f"{where}: image is {len(image)} bytes, header says {length}")
+        raise RecordError(f"image is {len(image)} bytes, header says {length}")
     if zlib.crc32(image) != crc:
-        raise RecordError(f"{where}: image bytes fail their CRC-32 check (damaged on disk?)")
+        raise RecordError("image bytes fail their CRC-32 check (damaged on disk?)")
     return image, label
 
 
@@ -139,19 +139,26 @@ class LmdbWriter:
 
 
 class LmdbReader:
-    """Reads an image LMDB. Checked and described at construction; the environment itself is opened lazily,
-    once per process, so a reader made before a DataLoader forks its workers is safe to use in each of them."""
+    """Reads an image LMDB. Checked and described at construction; safe to use in forked DataLoader workers,
+    where each process opens its own environment on its first read."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        env = _open_env(self.path)
+        if not self.path.exists():
+            raise UsageError(f"{self.path} does not exist; build it with: playground make-lmdb SRC {self.path}")
+        try:
+            data_file = (self.path / "data.mdb").stat()
+        except OSError:
+            raise UsageError(f"{self.path} is not an LMDB folder (no data.mdb); build one with: "
+                             f"playground make-lmdb SRC {self.path}") from None
+        self._file_id = (data_file.st_dev, data_file.st_ino)
+        env = _environment(self.path, self._file_id)
         try:
             _check_not_truncated(self.path, env)
             self.meta = _read_meta(self.path, env)
-        finally:
-            env.close()
-        self._env: lmdb.Environment | None = None
-        self._env_pid: int | None = None
+        except PlaygroundError:
+            _environments.pop(self._file_id).close()
+            raise
 
     def __len__(self) -> int:
         return self.meta["count"]
@@ -164,33 +171,41 @@ class LmdbReader:
         """(encoded image bytes, label) of record `index`, checksum verified; RecordError if damaged."""
         if not 0 <= index < len(self):
             raise IndexError(f"record {index} is outside [0, {len(self)}) in {self.path}")
-        with self._process_env().begin() as txn:
+        with _environment(self.path, self._file_id).begin() as txn:
             value = txn.get(record_key(index))
-        if value is None:
-            raise RecordError(f"{self.path}: record {index} is missing")
-        return unpack_record(value, f"{self.path} record {index}")
-
-    def _process_env(self) -> lmdb.Environment:
-        """This process's environment; an LMDB environment must never cross a fork."""
-        if self._env_pid != os.getpid():
-            self._env = _open_env(self.path)
-            self._env_pid = os.getpid()
-        return self._env
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_env": None, "_env_pid": None}
+        try:
+            if value is None:
+                raise RecordError("it is missing")
+            return unpack_record(value)
+        except RecordError as exc:
+            raise RecordError(f"{self.path} record {index}: {exc}") from None
 
 
-def _open_env(path: Path) -> lmdb.Environment:
-    if not path.exists():
-        raise UsageError(f"{path} does not exist; build it with: playground make-lmdb SRC {path}")
-    if not (path / "data.mdb").is_file():
-        raise UsageError(f"{path} is not an LMDB folder (no data.mdb); build one with: playground make-lmdb SRC {path}")
-    try:
-        return lmdb.open(str(path), subdir=True, readonly=True, lock=False, readahead=False,
-                         max_readers=_MAX_READERS)
-    except lmdb.Error as exc:
-        raise DataError(f"{path}: cannot open data.mdb ({exc}); rebuild it with playground make-lmdb") from exc
+# This process's read-only environments, keyed by data.mdb's (device, inode): LMDB allows one environment per
+# file per process, shared here by every reader of the file, and a rebuilt LMDB (a new file) gets its own.
+_environments: dict[tuple[int, int], lmdb.Environment] = {}
+
+
+def _close_inherited_environments() -> None:
+    """An LMDB environment must not be used across a fork: a child closes its copies and opens its own."""
+    for env in _environments.values():
+        env.close()
+    _environments.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_environments)
+
+
+def _environment(path: Path, file_id: tuple[int, int]) -> lmdb.Environment:
+    env = _environments.get(file_id)
+    if env is None:
+        try:
+            env = lmdb.open(str(path), subdir=True, readonly=True, lock=False, readahead=False,
+                            max_readers=_MAX_READERS)
+        except lmdb.Error as exc:
+            raise DataError(f"{path}: cannot open data.mdb ({exc}); rebuild it with playground make-lmdb") from exc
+        _environments[file_id] = env
+    return env
 
 
 def _check_not_truncated(path: Path, env: lmdb.Environment) -> None:

@@ -47,6 +47,8 @@ class LmdbImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, reader: LmdbReader, transform: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
                  *, seed: int, max_decode_failures: float, decode_flags: int):
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
         self.reader, self.transform, self.seed = reader, transform, seed
         self.decode_flags = decode_flags
         self.max_damaged_records = math.floor(max_decode_failures * len(reader))
@@ -67,7 +69,8 @@ class LmdbImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if self._configured_pid != os.getpid():
             self._configure_process()
-        rng = np.random.default_rng([self.seed, self._epoch.value, index])
+        # The stream of np.random.default_rng([seed, epoch, index]); a uint32 array makes it twice as fast.
+        rng = np.random.default_rng(np.array([self.seed, self._epoch.value, index], np.uint32))
         image, label = self._decode_or_substitute(index)
         return self.transform(image, rng), label
 
@@ -126,12 +129,6 @@ def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
     max_failures = _opt(opts, "max_decode_failures", lambda v: _is_number(v) and 0 <= v <= 1,
                         "a fraction between 0 and 1", _DEFAULT_MAX_DECODE_FAILURES)
 
-    reader = LmdbReader(path)
-    if len(reader) == 0:
-        raise UsageError(f"{path} holds no images; rebuild it with playground make-lmdb")
-    if reader.num_classes > num_classes:
-        raise UsageError(f"input.num_classes is {num_classes} but {path} has {reader.num_classes} classes; "
-                         f"set input.num_classes to {reader.num_classes}")
     if split == "train":
         transform = TrainTransform(
             loadsize=loadsize, imsize=imsize, mean=mean, std=std,
@@ -142,6 +139,13 @@ def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
             color_lighting=_opt(opts, "color_lighting", _is_bool, "true or false", False))
     else:
         transform = TestTransform(loadsize=loadsize, imsize=imsize, mean=mean, std=std)
+
+    reader = LmdbReader(path)
+    if len(reader) == 0:
+        raise UsageError(f"{path} holds no images; rebuild it with playground make-lmdb")
+    if reader.num_classes > num_classes:
+        raise UsageError(f"input.num_classes is {num_classes} but {path} has {reader.num_classes} classes; "
+                         f"set input.num_classes to {reader.num_classes}")
     return LmdbImageDataset(reader, transform, seed=exp.seed, max_decode_failures=max_failures,
                             decode_flags=decode_flags(reader.meta, loadsize))
 

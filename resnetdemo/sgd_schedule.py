@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -79,7 +78,7 @@ class LRSchedule:
         return warmup
 
 
-def build_sgd(exp: SimpleNamespace, network: nn.Module, declared: dict[str, Opt]) -> torch.optim.SGD:
+def build_sgd(exp: Any, network: nn.Module, declared: dict[str, Opt]) -> torch.optim.SGD:
     """Momentum SGD over `network`: conv/linear weights decay by weight_decay, norm parameters and biases by
     weight_decay_bn."""
     momentum = _number(exp, declared, "model_param.momentum", minimum=0.0)
@@ -101,7 +100,7 @@ def build_sgd(exp: SimpleNamespace, network: nn.Module, declared: dict[str, Opt]
     return torch.optim.SGD(groups, lr=learning_rate(exp, declared), momentum=momentum, nesterov=nesterov)
 
 
-def build_scheduler(exp: SimpleNamespace, optimizer: torch.optim.Optimizer,
+def build_scheduler(exp: Any, optimizer: torch.optim.Optimizer,
                     declared: dict[str, Opt]) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR applying `lr_schedule(exp, declared)`; its state_dict holds only counters and LRs."""
     schedule = lr_schedule(exp, declared)
@@ -124,7 +123,7 @@ def split_decay_groups(network: nn.Module) -> tuple[list[nn.Parameter], list[nn.
     return decay, no_decay
 
 
-def learning_rate(exp: SimpleNamespace, declared: dict[str, Opt]) -> float:
+def learning_rate(exp: Any, declared: dict[str, Opt]) -> float:
     """base_learning_rate, times total batch / lr_reference_batch with lr_scaling "linear"."""
     base = _value(exp, declared, "model_param.base_learning_rate")
     if base is None:
@@ -142,7 +141,7 @@ def learning_rate(exp: SimpleNamespace, declared: dict[str, Opt]) -> float:
     return base * exp.total_batch_size / reference
 
 
-def lr_schedule(exp: SimpleNamespace, declared: dict[str, Opt]) -> LRSchedule:
+def lr_schedule(exp: Any, declared: dict[str, Opt]) -> LRSchedule:
     """The schedule the opts describe, in iterations of `exp.epoch_iterations` per epoch."""
     per_epoch = exp.epoch_iterations
     if per_epoch < 1:
@@ -173,18 +172,18 @@ def lr_schedule(exp: SimpleNamespace, declared: dict[str, Opt]) -> LRSchedule:
     return LRSchedule(kind, warmup, milestones=tuple(round(s * per_epoch) for s in steps), gamma=gamma)
 
 
-def _value(exp: SimpleNamespace, declared: dict[str, Opt], key: str) -> Any:
+def _value(exp: Any, declared: dict[str, Opt], key: str) -> Any:
     return opts_lib.get(exp.opts, key, declared[key].default)
 
 
-def _number(exp: SimpleNamespace, declared: dict[str, Opt], key: str, minimum: float) -> float:
+def _number(exp: Any, declared: dict[str, Opt], key: str, minimum: float) -> float:
     value = _value(exp, declared, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
         raise UsageError(f"{key} must be a number of at least {minimum:g}, got {value!r}")
     return float(value)
 
 
-def _epochs(exp: SimpleNamespace, key: str) -> float:
+def _epochs(exp: Any, key: str) -> float:
     value = opts_lib.get(exp.opts, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise UsageError(f"{key} must be a positive number of epochs for the model_param.lr_schedule chosen, "

@@ -2,8 +2,9 @@
 
 Geometry (crop, resize, mirror) runs on uint8 pixels with OpenCV. Every colour step — BGR to RGB, colour jitter,
 PCA lighting noise, mean/std normalisation — is an affine map of each pixel's colour, so they are composed into
-one 3x4 matrix and applied in a single `cv2.transform` pass. Every random draw comes from the
-`numpy.random.Generator` passed in, so a transform is deterministic under a seed.
+one 3x4 matrix and applied in a single `cv2.transform` pass: at training sizes, per-step numpy passes would cost
+more than decoding. Every random draw comes from the `numpy.random.Generator` passed in, so a transform is
+deterministic under a seed.
 """
 
 import math
@@ -14,18 +15,19 @@ import torch
 
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)  # 0-255 scale
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
-
 # AlexNet-style lighting noise: principal components of ImageNet RGB pixels in 0-1 scale (fb.resnet.torch values).
-_PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
-_PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
-                        [-0.5808, -0.0045, -0.8140],
-                        [-0.5836, -0.6948, 0.4203]])
-_LIGHTING_STD = 0.1
-_JITTER_STRENGTH = 0.4  # brightness, contrast and saturation factors are drawn from 1 ± 0.4
-_GRAY_RGB = np.array([0.299, 0.587, 0.114])
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
+PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
+                       [-0.5808, -0.0045, -0.8140],
+                       [-0.5836, -0.6948, 0.4203]])
+LIGHTING_STD = 0.1
+JITTER_STRENGTH = 0.4  # brightness, contrast and saturation factors are drawn from 1 ± 0.4
+GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
+
+_GRAY_WEIGHTS_BGR = GRAY_WEIGHTS_RGB[::-1]
 _BGR_TO_RGB = np.eye(3)[::-1]
-_RESIZED_CROP_AREA = (0.08, 1.0)
-_RESIZED_CROP_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
+_MIN_AREA = 0.08  # random-resized crop: fraction of the image area, and the log aspect-ratio range
+_LOG_RATIO_LOW, _LOG_RATIO_HIGH = math.log(3 / 4), math.log(4 / 3)
 
 
 def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
@@ -48,21 +50,23 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """A uniformly placed `size` x `size` window of `image` (a view)."""
-    top = rng.integers(image.shape[0] - size + 1)
-    left = rng.integers(image.shape[1] - size + 1)
+    u_top, u_left = rng.random(2).tolist()
+    top = int(u_top * (image.shape[0] - size + 1))
+    left = int(u_left * (image.shape[1] - size + 1))
     return image[top:top + size, left:left + size]
 
 
 def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """A window covering 8-100% of the area with aspect ratio 3/4-4/3, resized to `size` x `size`
-    (Inception-style scale augmentation; falls back to the central window when ten draws do not fit)."""
+    (Inception-style scale augmentation; falls back to the central square when ten draws do not fit)."""
     height, width = image.shape[:2]
     for _ in range(10):
-        area = height * width * rng.uniform(*_RESIZED_CROP_AREA)
-        ratio = math.exp(rng.uniform(*_RESIZED_CROP_LOG_RATIO))
+        u_area, u_ratio, u_top, u_left = rng.random(4).tolist()  # one call: draws cost more than arithmetic
+        area = height * width * (_MIN_AREA + (1 - _MIN_AREA) * u_area)
+        ratio = math.exp(_LOG_RATIO_LOW + (_LOG_RATIO_HIGH - _LOG_RATIO_LOW) * u_ratio)
         crop_w, crop_h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
         if 0 < crop_w <= width and 0 < crop_h <= height:
-            top, left = rng.integers(height - crop_h + 1), rng.integers(width - crop_w + 1)
+            top, left = int(u_top * (height - crop_h + 1)), int(u_left * (width - crop_w + 1))
             break
     else:
         crop_w = crop_h = min(height, width)
@@ -70,35 +74,41 @@ def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator) 
     return cv2.resize(image[top:top + crop_h, left:left + crop_w], (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _color_jitter(matrix: np.ndarray, offset: np.ndarray, mean_bgr: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Composes brightness, contrast and saturation changes (in an order drawn from `rng`) onto the affine
-    colour map `rgb = matrix @ bgr + offset`; `mean_bgr` is the image's mean colour, which contrast needs."""
-    for step in rng.permutation(3):
-        alpha = 1 + rng.uniform(-_JITTER_STRENGTH, _JITTER_STRENGTH)
+def color_jitter_coefficients(mean_gray: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Brightness, contrast and saturation changes, in an order drawn from `rng`, as (p, q, c) in
+    `rgb' = p * rgb + q * gray(rgb) + c`: every composition of the three has this form. `mean_gray` is the
+    image's mean gray level, which the contrast change blends towards."""
+    p, q, c = 1.0, 0.0, 0.0
+    alphas = (1 + rng.uniform(-JITTER_STRENGTH, JITTER_STRENGTH, size=3)).tolist()
+    for step, alpha in zip(rng.permutation(3).tolist(), alphas):
         if step == 0:  # brightness: blend with black
-            step_matrix, step_offset = alpha * np.eye(3), np.zeros(3)
-        elif step == 1:  # contrast: blend with the image's mean gray
-            mean_gray = _GRAY_RGB @ (matrix @ mean_bgr + offset)
-            step_matrix, step_offset = alpha * np.eye(3), np.full(3, (1 - alpha) * mean_gray)
-        else:  # saturation: blend with each pixel's own gray
-            step_matrix, step_offset = alpha * np.eye(3) + (1 - alpha) * np.outer(np.ones(3), _GRAY_RGB), np.zeros(3)
-        matrix, offset = step_matrix @ matrix, step_matrix @ offset + step_offset
-    return matrix, offset
+            p, q, c = alpha * p, alpha * q, alpha * c
+        elif step == 1:  # contrast: blend with the current mean gray (gray weights sum to 1)
+            p, q, c = alpha * p, alpha * q, alpha * c + (1 - alpha) * ((p + q) * mean_gray + c)
+        else:  # saturation: blend each pixel with its own gray
+            p, q = alpha * p, alpha * q + (1 - alpha) * (p + q)
+    return p, q, c
 
 
-def _lighting_noise(rng: np.random.Generator) -> np.ndarray:
-    """The RGB shift (0-255 scale) of AlexNet's PCA lighting augmentation."""
-    return 255 * _PCA_EIGVEC @ (rng.normal(0, _LIGHTING_STD, size=3) * _PCA_EIGVAL)
+class _Normalizer:
+    """Applies `rgb' = p * rgb + q * gray(rgb) + shift`, then (rgb' - mean) / std, to BGR uint8 pixels in one
+    pass, giving a CHW float32 tensor."""
 
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        inv_std = 1 / np.asarray(std, np.float64)
+        self._rgb_term = _BGR_TO_RGB * inv_std[:, None]
+        self._gray_term = np.outer(inv_std, _GRAY_WEIGHTS_BGR)
+        self._inv_std = inv_std
+        self._mean_term = np.asarray(mean, np.float64) * inv_std
 
-def _to_normalized_tensor(image: np.ndarray, matrix: np.ndarray, offset: np.ndarray,
-                          mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    """CHW float32 tensor of `(matrix @ bgr + offset - mean) / std` for every pixel, in one OpenCV pass."""
-    affine = np.hstack([matrix / std[:, None], ((offset - mean) / std)[:, None]]).astype(np.float32)
-    pixels = image.astype(np.float32)
-    cv2.transform(pixels, affine, dst=pixels)
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    def __call__(self, image: np.ndarray, p: float = 1.0, q: float = 0.0,
+                 shift: np.ndarray | float = 0.0) -> torch.Tensor:
+        affine = np.empty((3, 4), np.float32)
+        affine[:, :3] = p * self._rgb_term + q * self._gray_term
+        affine[:, 3] = shift * self._inv_std - self._mean_term
+        pixels = image.astype(np.float32)
+        cv2.transform(pixels, affine, dst=pixels)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
 class TrainTransform:
@@ -111,7 +121,8 @@ class TrainTransform:
             raise ValueError(f"scale_jitter_type must be 0 or 1, got {scale_jitter_type!r}")
         self.loadsize, self.imsize, self.scale_jitter_type = loadsize, imsize, scale_jitter_type
         self.mirror, self.color_jitter, self.color_lighting = mirror, color_jitter, color_lighting
-        self.mean, self.std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        self._normalize = _Normalizer(mean, std)
+        self._lighting = 255 * LIGHTING_STD * PCA_EIGVEC * PCA_EIGVAL  # RGB shift per standard-normal draw
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         if self.scale_jitter_type == 0:
@@ -120,22 +131,23 @@ class TrainTransform:
             image = random_resized_crop(image, self.imsize, rng)
         if self.mirror and rng.random() < 0.5:
             image = cv2.flip(image, 1)
-        matrix, offset = _BGR_TO_RGB, np.zeros(3)
+        p, q, c = 1.0, 0.0, 0.0
         if self.color_jitter:
-            matrix, offset = _color_jitter(matrix, offset, np.asarray(cv2.mean(image)[:3]), rng)
-        if self.color_lighting:
-            offset = offset + _lighting_noise(rng)
-        return _to_normalized_tensor(image, matrix, offset, self.mean, self.std)
+            mean_b, mean_g, mean_r, _ = cv2.mean(image)
+            mean_gray = sum(w * m for w, m in zip(_GRAY_WEIGHTS_BGR, (mean_b, mean_g, mean_r)))
+            p, q, c = color_jitter_coefficients(mean_gray, rng)
+        shift = c + self._lighting @ rng.standard_normal(3) if self.color_lighting else c
+        return self._normalize(image, p, q, shift)
 
 
 class TestTransform:
-    """Shorter side to `loadsize`, central `imsize` crop, normalisation: no randomness."""
+    """Shorter side to `loadsize`, central `imsize` crop, normalisation: no randomness (`rng` is accepted so
+    both transforms are called alike, and ignored)."""
 
     def __init__(self, *, loadsize: int, imsize: int,
                  mean: tuple[float, ...] = IMAGENET_MEAN_RGB, std: tuple[float, ...] = IMAGENET_STD_RGB):
         self.loadsize, self.imsize = loadsize, imsize
-        self.mean, self.std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        self._normalize = _Normalizer(mean, std)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        image = center_crop(resize_shorter_side(image, self.loadsize), self.imsize)
-        return _to_normalized_tensor(image, _BGR_TO_RGB, np.zeros(3), self.mean, self.std)
+        return self._normalize(center_crop(resize_shorter_side(image, self.loadsize), self.imsize))

@@ -67,7 +67,8 @@ def test_without_custom_bn_init_every_gamma_is_one():
 
 
 def test_caffe2_bn_momentum_becomes_pytorch_momentum():
-    assert explicit_resnet_forward.pytorch_bn_momentum(0.9) == pytest.approx(0.1)
+    assert explicit_resnet_forward.pytorch_bn_momentum(0.9) == 0.1
+    assert explicit_resnet_forward.pytorch_bn_momentum(0.99) == pytest.approx(0.01)
     net = explicit_resnet_forward.build_network(make_exp(num_layer=18, bn_momentum=0.9, bn_epsilon=1e-3))
     assert all(bn.momentum == pytest.approx(0.1) and bn.eps == 1e-3 for bn in batchnorms(net))
     default = explicit_resnet_forward.build_network(make_exp(num_layer=18))

@@ -1,0 +1,161 @@
+"""Images per second of the gfs_IN1k input pipeline against a decode-only ceiling and a Pillow baseline.
+
+    python benchmarks/input_pipeline.py [--num 2000] [--size 64] [--loadsize PX] [--imsize PX] [--rounds 5]
+
+Builds a shapes LMDB (and the same JPEGs as a class folder) in a temporary folder, then times, in interleaved
+rounds, full passes over the data: a bare loop of LMDB reads + cv2.imdecode (the ceiling); our dataset through a
+DataLoader with 0, 1 and 2 workers (training transforms, batch 64, persistent workers, steady state); and a
+Pillow-based folder dataset with the same transforms written the usual way, 0 workers. Prints medians and ratios.
+"""
+
+import argparse
+import math
+import shutil
+import statistics
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import lmdb
+import numpy as np
+import torch
+from PIL import Image
+
+from resnetdemo import lmdb_input, make_lmdb, shapes, transforms
+from resnetdemo.lmdb_format import RECORD_HEADER, LmdbReader, record_key
+
+BATCH_SIZE = 64
+
+
+def ceiling(path: Path, count: int) -> Callable[[], int]:
+    """A bare loop: read every record and decode it, nothing else. `path` must be a copy of the dataset's LMDB:
+    LMDB allows one environment per file per process, and the dataset holds one."""
+    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+
+    def run() -> int:
+        with env.begin() as txn:
+            for i in range(count):
+                value = txn.get(record_key(i))
+                cv2.imdecode(np.frombuffer(value, np.uint8, offset=RECORD_HEADER.size), cv2.IMREAD_COLOR)
+        return count
+    return run
+
+
+def through_loader(dataset: torch.utils.data.Dataset, num_workers: int) -> Callable[[], int]:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=num_workers,
+                                         persistent_workers=num_workers > 0,
+                                         multiprocessing_context="fork" if num_workers else None,
+                                         generator=torch.Generator().manual_seed(0))
+
+    def run() -> int:
+        return sum(len(labels) for _, labels in loader)
+    run()  # start the workers and warm the caches outside the timing
+    return run
+
+
+class PillowFolderDataset(torch.utils.data.Dataset):
+    """The usual way without OpenCV: PIL decode and geometry, then one numpy step per colour augmentation."""
+
+    def __init__(self, root: Path, imsize: int, mean: tuple, std: tuple):
+        self.files = sorted(root.rglob("*.jpg"))
+        self.labels = [shapes.CLASS_NAMES.index(f.parent.name) for f in self.files]
+        self.imsize, self.mean, self.std = imsize, np.float32(mean), np.float32(std)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng([0, 0, index])
+        image = Image.open(self.files[index]).convert("RGB")
+        width, height = image.size
+        for _ in range(10):
+            area = width * height * rng.uniform(0.08, 1.0)
+            ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                left, top = rng.integers(width - w + 1), rng.integers(height - h + 1)
+                break
+        else:
+            w = h = min(width, height)
+            left, top = (width - w) // 2, (height - h) // 2
+        image = image.resize((self.imsize, self.imsize), Image.BILINEAR, box=(left, top, left + w, top + h))
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        rgb = np.asarray(image, np.float32)
+        for step in rng.permutation(3):
+            alpha = np.float32(1 + rng.uniform(-0.4, 0.4))
+            gray = rgb @ np.float32([0.299, 0.587, 0.114])
+            if step == 0:
+                rgb = rgb * alpha
+            elif step == 1:
+                rgb = rgb * alpha + (1 - alpha) * gray.mean()
+            else:
+                rgb = rgb * alpha + (1 - alpha) * gray[:, :, None]
+        rgb = rgb + (255 * transforms.PCA_EIGVEC @ (rng.normal(0, 0.1, 3) * transforms.PCA_EIGVAL)).astype(np.float32)
+        rgb = (rgb - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), self.labels[index]
+
+
+def write_jpeg_folder(lmdb_path: Path, root: Path) -> None:
+    """The LMDB's images, byte for byte, as root/<class>/<index>.jpg."""
+    reader = LmdbReader(lmdb_path)
+    for name in reader.meta["class_names"]:
+        (root / name).mkdir(parents=True)
+    for i in range(len(reader)):
+        data, label = reader.read(i)
+        (root / reader.meta["class_names"][label] / f"{i:08d}.jpg").write_bytes(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num", type=int, default=2000, help="images in the dataset")
+    parser.add_argument("--size", type=int, default=64, help="side of the stored images")
+    parser.add_argument("--loadsize", type=int, help="input.loadsize (default: --size)")
+    parser.add_argument("--imsize", type=int, help="input.imsize (default: 7/8 of loadsize)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    args = parser.parse_args()
+    loadsize = args.loadsize or args.size
+    imsize = args.imsize or loadsize * 7 // 8
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lmdb_path, folder = Path(tmp) / "shapes", Path(tmp) / "jpegs"
+        make_lmdb.main(["--synthetic", "shapes", str(lmdb_path), "--num", str(args.num), "--size", str(args.size)])
+        write_jpeg_folder(lmdb_path, folder)
+        shutil.copytree(lmdb_path, Path(tmp) / "ceiling")
+        exp = types.SimpleNamespace(seed=0, opts={"input": {
+            "train_input_path": str(lmdb_path), "num_classes": shapes.NUM_CLASSES, "loadsize": loadsize,
+            "imsize": imsize, "scale_jitter_type": 1, "mirror": True, "color_jitter": True, "color_lighting": True}})
+        ours = lmdb_input.get_dataset(exp, "train")
+        pillow = PillowFolderDataset(folder, imsize, transforms.IMAGENET_MEAN_RGB, transforms.IMAGENET_STD_RGB)
+        runs = {"ceiling: LMDB read + cv2.imdecode": ceiling(Path(tmp) / "ceiling", args.num),
+                "ours, 0 workers": through_loader(ours, 0),
+                "ours, 1 worker": through_loader(ours, 1),
+                "ours, 2 workers": through_loader(ours, 2),
+                "Pillow folder, 0 workers": through_loader(pillow, 0)}
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.rounds):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                images = run()
+                rates[name].append(images / (time.perf_counter() - start))
+
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    print(f"{args.num} shapes images stored at {args.size} px (JPEG q90), loadsize {loadsize}, imsize {imsize}, "
+          f"batch {BATCH_SIZE}, scale_jitter_type 1 + mirror + color_jitter + color_lighting, "
+          f"median of {args.rounds} rounds")
+    for name, value in median.items():
+        print(f"  {name:36s} {value:9.0f} images/s")
+    ceiling_rate = median["ceiling: LMDB read + cv2.imdecode"]
+    for label, value, goal in [("ours 0 workers / ceiling", median["ours, 0 workers"] / ceiling_rate, 0.95),
+                               ("ours 2 workers / ceiling", median["ours, 2 workers"] / ceiling_rate, 1.5),
+                               ("ours / Pillow, 0 workers", median["ours, 0 workers"] /
+                                median["Pillow folder, 0 workers"], 1.2)]:
+        print(f"  {label:36s} {value:9.2f}  (goal >= {goal}: {'met' if value >= goal else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()

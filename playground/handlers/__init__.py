@@ -1,0 +1,28 @@
+"""Built-in event handlers, one per file. Opts name them in `output.handlers` (`{"handler_py": "EarlyStopping",
+"kargs": {...}}`, resolved through module_map.py like any component); the Python API passes instances.
+
+A handler is a `playground.events.EventHandler` subclass: it overrides the `on_<event>(exp)` methods it needs,
+may call `exp.request_stop(reason)` or `exp.request_checkpoint()`, and returns in `state_dict()` whatever it must
+remember across a resume. Handlers run in list order at each event, after the experiment's own hook.
+"""
+from playground.handlers.best_checkpoint import BestCheckpoint
+from playground.handlers.dump_graph import DumpGraph
+from playground.handlers.early_stopping import EarlyStopping
+from playground.handlers.lr_monitor import LRMonitor
+from playground.handlers.model_statistics import ModelStatistics
+from playground.handlers.nan_guard import NonFiniteLossError, TerminateOnNaN
+from playground.handlers.profiler import Profiler
+from playground.handlers.progress import ProgressBar
+from playground.handlers.reports import LogReport, PrintReport
+
+__all__ = ["BestCheckpoint", "DumpGraph", "EarlyStopping", "LRMonitor", "LogReport", "ModelStatistics",
+           "NonFiniteLossError", "PrintReport", "Profiler", "ProgressBar", "TerminateOnNaN", "default_handlers"]
+
+
+def default_handlers(opts: dict, handlers: list[tuple[dict, type]]) -> list[tuple[dict, type]]:
+    """`handlers` plus the ones every run gets: a ProgressBar unless output.progress_bar is false or one is
+    listed already (a subclass counts)."""
+    if opts["output"].get("progress_bar", True) and not any(
+            isinstance(cls, type) and issubclass(cls, ProgressBar) for _, cls in handlers):
+        return [*handlers, ({"handler_py": "ProgressBar", "kargs": {}}, ProgressBar)]
+    return list(handlers)

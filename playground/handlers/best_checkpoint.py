@@ -1,0 +1,132 @@
+"""BestCheckpoint: model_best.pt follows the best value of a metric; old checkpoints are pruned."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from playground import checkpoint
+from playground.errors import UsageError
+from playground.events import EventHandler
+from playground.handlers.monitor import Monitor
+
+if TYPE_CHECKING:
+    from playground.anyexp import AnyExp
+
+log = logging.getLogger(__name__)
+
+
+class BestCheckpoint(EventHandler):
+    """Makes `filename` (default model_best.pt) the checkpoint with the best `monitor` value so far.
+
+    monitor, mode, min_delta: as for EarlyStopping. on: "epoch" checks at every epoch's end (the epoch's
+    checkpoint becomes the best one); "test" checks after every test pass and, on improvement, asks the loop for
+    a checkpoint at that iteration. keep_last_k: keep only the k newest regular checkpoints (at least 1, so the
+    run can still resume), deleting older ones once the newest verifies; null keeps them all.
+    model_best.pt is a full checkpoint (a hard link to, or copy of, the one it was made from), so it can be
+    given as model_param.pretrained_model.
+    """
+
+    def __init__(self, monitor: str = "test_loss", mode: str = "auto", min_delta: float = 0.0, on: str = "epoch",
+                 keep_last_k: int | None = None, filename: str = "model_best.pt"):
+        self.monitor = Monitor("BestCheckpoint", monitor, mode, min_delta)
+        if on not in ("epoch", "test"):
+            raise UsageError(f"BestCheckpoint: on = {on!r}; use \"epoch\" or \"test\"")
+        if keep_last_k is not None and (not isinstance(keep_last_k, int) or keep_last_k < 1):
+            raise UsageError(f"BestCheckpoint: keep_last_k must be at least 1 (the newest checkpoint is needed to "
+                             f"resume) or null to keep all, got {keep_last_k!r}")
+        if not filename.endswith(".pt") or os.sep in filename:
+            raise UsageError(f"BestCheckpoint: filename must be a file name ending in .pt, got {filename!r}")
+        self.on, self.keep_last_k, self.filename = on, keep_last_k, filename
+        self.best: float | None = None
+        self.best_step = -1          # global_step of the best value
+        self.best_source = ""        # the checkpoint model_best.pt was made from
+        self._pending = False        # improved: the next checkpoint becomes the best one
+
+    def on_train_begin(self, exp: AnyExp) -> None:
+        self.monitor.warn_if_unknown(exp)
+        if self._pending and exp.checkpoints and _in_folder(exp, exp.checkpoints[-1]):
+            # Resumed from the checkpoint that improved, killed before it was published: publish it now.
+            self.on_checkpoint_saved(exp, exp.checkpoints[-1])
+        self._pending = False
+
+    def on_test_end(self, exp: AnyExp) -> None:
+        if self.on == "test":
+            self._check(exp)
+            if self._pending:
+                exp.request_checkpoint()
+
+    def on_epoch_end(self, exp: AnyExp) -> None:
+        """The epoch's checkpoint is written right after this event."""
+        if self.on == "epoch":
+            self._check(exp)
+
+    def _check(self, exp: AnyExp) -> None:
+        value = self.monitor.value(exp)
+        if self.monitor.improves(value, self.best):
+            self.best, self.best_step, self._pending = value, exp.state.global_step, True
+
+    def on_checkpoint_saved(self, exp: AnyExp, path: str) -> None:
+        if self._pending and os.path.basename(path) != "model_final.pt":
+            self._publish(path, os.path.join(os.path.dirname(path), self.filename))
+            self.best_source, self._pending = path, False
+            log.info("BestCheckpoint: %s = %s (%s %.6g at step %d)", self.filename, os.path.basename(path),
+                     self.monitor.name, self.best, self.best_step)
+        if self.keep_last_k is not None:
+            self._prune(exp, path)
+
+    @staticmethod
+    def _publish(source: str, target: str) -> None:
+        """`target` becomes the same bytes as `source` (a hard link: free, and keeps its mtime so resume, which
+        takes the newest checkpoint, never prefers it), then gets its own digest file."""
+        tmp = f"{target}.tmp{os.getpid()}"
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+        with open(source + ".sha256", encoding="utf-8") as f:
+            digest = f.read().split()[0]
+        checkpoint.atomic_write(target + ".sha256", f"{digest}  {os.path.basename(target)}\n".encode())
+
+    def _prune(self, exp: AnyExp, newest: str) -> None:
+        """Delete regular checkpoints beyond the newest keep_last_k, once the newest one verifies."""
+        regular = [p for p in exp.checkpoints if os.path.basename(p) not in ("model_final.pt", self.filename)
+                   and _in_folder(exp, p)]  # never another run's (a pretrained_model's history)
+        old = regular[:-self.keep_last_k]
+        if not old or not _digest_matches(newest):
+            return
+        for path in old:
+            for file in (path, path + ".sha256"):
+                if os.path.exists(file):
+                    os.unlink(file)
+            exp.checkpoints.remove(path)
+        log.info("BestCheckpoint: deleted %d old checkpoint(s), keeping the newest %d", len(old), self.keep_last_k)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "best_source": self.best_source,
+                "pending": self._pending}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step, self.best_source = state["best"], state["best_step"], state["best_source"]
+        self._pending = state["pending"]
+
+
+def _in_folder(exp: AnyExp, path: str) -> bool:
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(exp.folder) and os.path.exists(path)
+
+
+def _digest_matches(path: str) -> bool:
+    """The file's SHA-256 equals its .sha256 record: the bytes on disk are what was saved."""
+    try:
+        with open(path + ".sha256", encoding="utf-8") as f:
+            expected = f.read().split()[0]
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+    except (OSError, IndexError):
+        return False
+    return sha.hexdigest() == expected

@@ -1,0 +1,97 @@
+"""ModelStatistics: parameter counts, FLOPs per sample and a per-layer table, written once into the run folder."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from playground import checkpoint
+from playground.events import EventHandler
+from playground.handlers.example import example_inputs
+
+if TYPE_CHECKING:
+    from playground.anyexp import AnyExp
+
+log = logging.getLogger(__name__)
+
+
+class ModelStatistics(EventHandler):
+    """At train begin (rank 0), writes model_statistics.txt (a table) and model_statistics.json.
+
+    FLOPs are those of one forward pass of one sample in eval mode, counted by torch.utils.flop_counter (matrix
+    multiplies and convolutions; a multiply-add counts 2; training costs about 3x). input_shape: the shape of one
+    sample, e.g. [3, 224, 224]; null reads the first training sample.
+    """
+
+    def __init__(self, input_shape: list[int] | None = None, filename: str = "model_statistics"):
+        self.input_shape, self.filename = input_shape, filename
+
+    def on_train_begin(self, exp: AnyExp) -> None:
+        if exp.rank != 0:
+            return
+        stats = statistics(exp.network, example_inputs(exp, self.input_shape))
+        base = os.path.join(exp.folder, self.filename)
+        checkpoint.atomic_write(base + ".json", json.dumps(stats, indent=1).encode())
+        checkpoint.atomic_write(base + ".txt", format_table(stats).encode())
+        log.info("ModelStatistics: %s parameters (%s trainable), %s forward FLOPs per sample; see %s.txt",
+                 f"{stats['parameters']:,}", f"{stats['trainable_parameters']:,}", f"{stats['flops_per_sample']:,}",
+                 base)
+
+
+def statistics(network: torch.nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
+    """Counts for `network` on one batch `inputs` (FLOPs divided by the batch size)."""
+    shapes: dict[str, list] = {}
+    hooks = [module.register_forward_hook(_record_shape(shapes, name))
+             for name, module in network.named_modules() if not list(module.children())]
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            network(inputs)
+    finally:
+        network.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    per_module = counter.get_flop_counts()
+    root, batch = type(network).__name__, max(len(inputs), 1)
+    layers = []
+    for name, module in network.named_modules():
+        if list(module.children()) or not name:
+            continue
+        flops = sum(per_module.get(f"{root}.{name}", {}).values())
+        layers.append({"name": name, "type": type(module).__name__, "output_shape": shapes.get(name),
+                       "parameters": sum(p.numel() for p in module.parameters(recurse=False)),
+                       "flops_per_sample": flops // batch})
+    params = list(network.parameters())
+    return {"model": root, "parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+            "buffers": sum(b.numel() for b in network.buffers()),
+            "flops_per_sample": counter.get_total_flops() // batch,
+            "input_shape": list(inputs.shape[1:]), "layers": layers}
+
+
+def _record_shape(shapes: dict[str, list], name: str) -> Any:
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            shapes[name] = list(output.shape[1:])
+    return hook
+
+
+def format_table(stats: dict[str, Any]) -> str:
+    rows = [("layer", "type", "output shape (per sample)", "parameters", "FLOPs/sample")]
+    rows += [(layer["name"], layer["type"], str(layer["output_shape"] or ""), f"{layer['parameters']:,}",
+              f"{layer['flops_per_sample']:,}") for layer in stats["layers"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join([
+        f"model {stats['model']}, input {stats['input_shape']} per sample",
+        f"parameters {stats['parameters']:,} ({stats['trainable_parameters']:,} trainable), buffers "
+        f"{stats['buffers']:,}",
+        f"forward FLOPs per sample {stats['flops_per_sample']:,} (torch.utils.flop_counter; training ~3x)", "",
+        *lines, ""])

@@ -1,0 +1,58 @@
+"""A monitored metric: which direction is better, and whether a new value improves on the best so far.
+
+Shared by EarlyStopping and BestCheckpoint, so both read `mode`, `min_delta` and missing metrics the same way.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from playground.errors import UsageError
+from playground.events import HandlerError
+
+if TYPE_CHECKING:
+    from playground.anyexp import AnyExp
+
+log = logging.getLogger(__name__)
+
+# Metric names that are better when larger, for mode "auto" (everything else is better when smaller).
+_HIGHER_IS_BETTER = ("acc", "auc", "f1", "precision", "recall", "iou", "map", "score", "samples_per_sec")
+
+
+class Monitor:
+    """`name` in exp.latest, better when smaller (mode "min"), larger ("max"), or guessed from the name ("auto")."""
+
+    def __init__(self, owner: str, name: str, mode: str = "auto", min_delta: float = 0.0):
+        if mode not in ("auto", "min", "max"):
+            raise UsageError(f"{owner}: mode = {mode!r}; use \"auto\", \"min\" or \"max\"")
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{owner}: monitor must name a metric, e.g. \"monitor\": \"test_loss\"")
+        if mode == "auto":
+            mode = "max" if any(word in name.lower() for word in _HIGHER_IS_BETTER) else "min"
+        self.owner, self.name, self.mode, self.min_delta = owner, name, mode, abs(float(min_delta))
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """True when `value` beats `best` by more than min_delta (anything finite beats None; NaN never does)."""
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
+
+    def value(self, exp: AnyExp) -> float:
+        """The latest value of the monitored metric; a clear error when nothing records it."""
+        if self.name not in exp.latest:
+            known = ", ".join(sorted(exp.latest)) or "none yet"
+            raise HandlerError(f"{self.owner}: monitor {self.name!r} is not a recorded metric; recorded: {known}. "
+                               "Name one of output.metrics, or a value a handler records")
+        return float(exp.latest[self.name])
+
+    def warn_if_unknown(self, exp: AnyExp) -> None:
+        """At train begin: a name no metric or built-in record provides is most likely a typo."""
+        from playground.opts import ALWAYS_RECORDED
+
+        known = set(getattr(exp, "meters", {})) | set(ALWAYS_RECORDED) | {"learning_rate"} | set(exp.latest)
+        if self.name not in known and not self.name.startswith("lr_"):
+            log.warning("%s: monitor %r is not among the metrics (%s); unless a handler records it, the run will "
+                        "fail at the first check", self.owner, self.name, ", ".join(sorted(known)))

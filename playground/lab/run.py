@@ -1,0 +1,234 @@
+"""One attempt at an experiment, from the launching process: folder, tag, provenance, status, mirror.
+
+    with open_run(opts) as folder:      # prints the tag; status running
+        runner.run(opts, components, folder)
+    # status complete, or failed (with the error) / interrupted, as the block ended
+
+Where the folder is: `output.checkpoint_folder` when set (the runs root then holds a pointer to it, a symlink
+named by the tag), else `<runs root>/<tag>`; when the runs root is a URL, a local working copy under the staging
+folder (see tags.staging_root) that a Mirror uploads to `<url>/<tag>/`. Re-opening an unfinished experiment's
+folder (same checkpoint_folder, or `playground run --resume TAG`) continues it as a new attempt under the same
+tag; a complete one is immutable and is refused before anything is written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from playground.errors import PlaygroundError, UsageError
+from playground.lab import provenance, status
+from playground.lab.store import Mirror, Store
+from playground.lab.tags import is_url, local_root, new_tag, runs_root
+
+log = logging.getLogger(__name__)
+MIRROR_INTERVAL_S = float(os.environ.get("PLAYGROUND_MIRROR_INTERVAL_S", "10"))
+
+
+class FinishedExperiment(PlaygroundError):
+    """The experiment is complete, so it is immutable: nothing is run or written."""
+
+    exit_code = 0
+
+
+class Interrupted(PlaygroundError):
+    """SIGTERM arrived outside the training loop (which checkpoints and stops on its own)."""
+
+    exit_code = 143
+
+
+def find_folder(ref: str, root: str | None = None) -> str:
+    """The local folder of experiment `ref`: a run folder path, a tag, or a unique prefix of one. A remote
+    experiment missing from the staging folder is downloaded there first."""
+    if os.path.isfile(os.path.join(ref, status.FILE)):
+        return ref
+    from playground.lab.repository import ExperimentRepository
+
+    root = root or runs_root()
+    tag = ExperimentRepository(root).resolve_tag(ref)
+    folder = os.path.join(local_root(root), tag)
+    if is_url(root) and not os.path.isfile(os.path.join(folder, status.FILE)):
+        log.info("downloading %s/%s to %s", root.rstrip("/"), tag, folder)
+        Store(root).download(tag, folder)
+    return folder
+
+
+def resume_opts(ref: str) -> dict:
+    """The opts an experiment was started with, for `playground run --resume TAG`."""
+    with open(os.path.join(find_folder(ref), "opts.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def create(opts: dict, root: str, **fields: Any) -> tuple[str, str]:
+    """A new queued experiment under `root` (for sweeps): (tag, folder) with opts.json and status.json."""
+    tag = new_tag()
+    folder = os.path.join(local_root(root), tag)
+    os.makedirs(folder)
+    from playground import checkpoint
+
+    checkpoint.atomic_write(os.path.join(folder, "opts.json"), json.dumps(opts, indent=2).encode())
+    status.write(folder, {"tag": tag, "status": "queued", "created": status.now(), "folder": os.path.abspath(folder),
+                          "store": _store_of(root), "attempts": [], **fields})
+    return tag, folder
+
+
+def _store_of(root: str) -> str:
+    return root.rstrip("/") if is_url(root) else os.path.abspath(root)
+
+
+def _locate(opts: dict, resume: str | None) -> tuple[str, dict | None, str]:
+    """(folder, its status.json or None for a new experiment, runs root)."""
+    root = runs_root(opts)
+    if resume:
+        folder = find_folder(resume, root)
+        info = status.read(folder)
+        return folder, info, (info or {}).get("store") or root
+    folder = opts["output"]["checkpoint_folder"]
+    if folder:
+        return folder, status.read(folder), root
+    return os.path.join(local_root(root), new_tag()), None, root
+
+
+def _point_root_at(root: str, tag: str, folder: str) -> None:
+    """A symlink `<root>/<tag>` to a checkpoint_folder outside the root, so listings find the experiment."""
+    link = os.path.join(root, tag)
+    if os.path.abspath(link) == os.path.abspath(folder) or os.path.lexists(link):
+        return
+    try:
+        os.makedirs(root, exist_ok=True)
+        os.symlink(os.path.abspath(folder), link, target_is_directory=True)
+    except OSError as e:
+        log.warning("cannot add the pointer %s -> %s (%s); `playground runs` will not list this experiment",
+                    link, folder, e.strerror)
+
+
+def _refuse_unless_resumable(folder: str, info: dict) -> None:
+    current = status.effective(info)
+    if current == status.FINISHED:
+        raise FinishedExperiment(f"{folder} holds the complete experiment {info['tag']}; a finished experiment is "
+                                 "immutable, so nothing was run. Start a new one (no output.checkpoint_folder, or "
+                                 "another one)")
+    if current == "running":
+        raise UsageError(f"experiment {info['tag']} in {folder} is running (pid {info.get('pid')} on "
+                         f"{info.get('host')}); two processes must not write one experiment")
+
+
+def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dict:
+    """Write provenance (first attempt) or record what changed (later ones), and status running."""
+    os.makedirs(folder, exist_ok=True)
+    if info is None:
+        info = {"tag": new_tag() if opts["output"]["checkpoint_folder"] else os.path.basename(folder),
+                "created": status.now(), "attempts": []}
+    attempt: dict[str, Any] = {"attempt": len(info["attempts"]) + 1, "started": status.now(),
+                               **status.this_process(), "argv": list(sys.argv)}
+    if info["attempts"]:
+        attempt["previous_status"] = status.effective(info)
+    if not os.path.exists(os.path.join(folder, "source.json")):  # the first attempt (maybe queued by a sweep)
+        source = provenance.write(folder, opts)
+    else:
+        source = _read_json(os.path.join(folder, "source.json"))
+        attempt.update(_changes_since_first(folder, opts, source, attempt["attempt"]))
+    attempt["git_commit"] = source.get("commit")
+    info.update(status="running", folder=os.path.realpath(folder), store=info.get("store") or _store_of(root),
+                started=info.get("started") or attempt["started"], ended=None, error=None,
+                host=attempt["host"], pid=attempt["pid"], pid_start=attempt["pid_start"])
+    info["attempts"].append(attempt)
+    status.write(folder, info)
+    return info
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _changes_since_first(folder: str, opts: dict, first_source: dict, number: int) -> dict:
+    """Opts and source changes of a resumed attempt, recorded beside (never over) the first attempt's files."""
+    from playground import checkpoint
+    from playground.lab.repository import flatten
+
+    changes: dict[str, Any] = {}
+    before, after = flatten(_read_json(os.path.join(folder, "opts.json"))), flatten(opts)
+    if changed := {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
+                   if before.get(k) != after.get(k)}:
+        log.warning("resuming with opts that differ from opts.json: %s", ", ".join(changed))
+        changes["opts_changed"] = changed
+    source, patch = provenance.source_state()
+    if (source.get("commit"), source.get("patch_sha256")) != (first_source.get("commit"),
+                                                              first_source.get("patch_sha256")):
+        changes["source"] = source
+        if patch is not None:
+            name = f"source.attempt{number}.git-patch"
+            checkpoint.atomic_write(os.path.join(folder, name), patch.encode())
+            changes["source"]["patch_file"] = name
+        log.warning("the source differs from the first attempt's (commit %s); recorded in status.json",
+                    source.get("commit"))
+    return changes
+
+
+def _end_attempt(folder: str, info: dict, outcome: str, error: str | None) -> None:
+    info.update(status=outcome, ended=status.now(), error=error)
+    info["attempts"][-1].update(ended=info["ended"], status=outcome, error=error)
+    status.write(folder, info)
+
+
+def outcome_of(error: BaseException | None) -> tuple[str, str | None]:
+    """(status, error text) for how the attempt's block ended."""
+    from playground.anyexp import Stopped
+    from playground.runner import AlreadyComplete
+
+    if error is None or isinstance(error, AlreadyComplete):
+        return "complete", None
+    if isinstance(error, (Stopped, Interrupted, KeyboardInterrupt)):
+        return "interrupted", str(error) or type(error).__name__
+    return "failed", f"{type(error).__name__}: {error}"
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Until the training loop installs its own handler, SIGTERM ends the attempt as interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted("stopped by SIGTERM before training started or after it ended; re-run to resume")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
+    """Open an attempt at an experiment (see the module docstring); yields its local folder."""
+    folder, info, root = _locate(opts, resume)
+    if info is not None:
+        _refuse_unless_resumable(folder, info)
+    info = _begin_attempt(folder, info, opts, root)
+    tag = info["tag"]
+    if opts["output"]["checkpoint_folder"] and not resume and not is_url(root):
+        _point_root_at(root, tag, folder)
+    attempt = info["attempts"][-1]["attempt"]
+    print(f"experiment {tag}{f' (attempt {attempt})' if attempt > 1 else ''}: {folder}", flush=True)
+    mirror = Mirror(folder, f"{info['store']}/{tag}", MIRROR_INTERVAL_S).start() if is_url(info["store"]) else None
+    error: BaseException | None = None
+    try:
+        with _sigterm_interrupts():
+            yield folder
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        outcome, text = outcome_of(error)
+        _end_attempt(folder, info, outcome, text)
+        if mirror is not None:
+            mirror.close()

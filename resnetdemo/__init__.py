@@ -1,0 +1,1 @@
+"""The ResNet demo: components for image classification with playground."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: the MLP example made tiny, and running the real `playground` command in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "mlp_synthetic.json"
+
+
+def example_opts() -> dict:
+    return json.loads(EXAMPLE.read_text())["opts"]
+
+
+@pytest.fixture
+def tiny_opts(tmp_path) -> dict:
+    """The MLP example, small enough to train in well under a second: 10 iterations per epoch, 2 epochs."""
+    opts = example_opts()
+    opts["epoch_iter"].update(num_train_sample_per_epoch=640, num_test_sample=256, num_epochs=2,
+                              num_train_iteration_per_test=5)
+    opts["output"]["checkpoint_folder"] = str(tmp_path / "run")
+    return opts
+
+
+def playground(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real command line, as a user would, from the repository root."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "playground", *args], cwd=kwargs.pop("cwd", ROOT), env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def write_opts(tmp_path: Path, opts: dict, name: str = "opts.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps({"opts": opts}))
+    return str(path)

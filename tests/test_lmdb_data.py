@@ -1,0 +1,229 @@
+"""The image LMDB format, make-lmdb, the shapes dataset and the gfs_IN1k input component."""
+
+import logging
+import shutil
+import types
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from playground.errors import DataError, UsageError
+from resnetdemo import lmdb_input, make_lmdb, shapes
+from resnetdemo.lmdb_format import LmdbReader, LmdbWriter, RecordError, encode_image
+
+
+def build_shapes(out, num=20, seed=0, *extra) -> LmdbReader:
+    assert make_lmdb.main(["--synthetic", "shapes", str(out), "--num", str(num), "--seed", str(seed),
+                           "--size", "32", "--jobs", "1", *extra]) == 0
+    return LmdbReader(out)
+
+
+def input_opts(path, **overrides) -> dict:
+    opts = {"train_input_path": str(path), "test_input_path": str(path), "num_classes": 10, "loadsize": 32,
+            "imsize": 28, "scale_jitter_type": 1, "color_jitter": True, "color_lighting": True}
+    return {**opts, **overrides}
+
+
+def make_exp(path, **overrides) -> types.SimpleNamespace:
+    return types.SimpleNamespace(opts={"input": input_opts(path, **overrides)}, seed=0)
+
+
+def flip_byte_of_record(reader: LmdbReader, index: int) -> None:
+    """Damages record `index` on disk the way a bad sector would: one byte in the middle of its image.
+    Stale copies of a record can linger in free pages, so every copy is damaged."""
+    image, _ = reader.read(index)
+    data_file = reader.path / "data.mdb"
+    content = bytearray(data_file.read_bytes())
+    where = content.find(image)
+    assert where >= 0
+    while where >= 0:
+        content[where + len(image) // 2] ^= 0xFF
+        where = content.find(image, where + 1)
+    data_file.write_bytes(bytes(content))
+
+
+def test_round_trip_keeps_meta_labels_and_bytes(tmp_path):
+    images = [encode_image(np.full((8 + i, 12, 3), i * 20, np.uint8), "png") for i in range(5)]
+    with LmdbWriter(tmp_path / "db", ["a", "b", "c"], "png") as writer:
+        for i, image in enumerate(images):
+            writer.add(image, label=i % 3, shorter_side=8 + i)
+    reader = LmdbReader(tmp_path / "db")
+    assert len(reader) == 5
+    assert reader.meta == {"format": "playground-images", "format_version": 1, "count": 5,
+                           "class_names": ["a", "b", "c"], "num_classes": 3, "encoding": "png",
+                           "min_shorter_side": 8}
+    assert [reader.read(i) for i in range(5)] == [(image, i % 3) for i, image in enumerate(images)]
+
+
+def test_flipped_image_byte_fails_the_checksum(tmp_path):
+    reader = build_shapes(tmp_path / "db", num=3)
+    flip_byte_of_record(reader, 1)
+    reader = LmdbReader(tmp_path / "db")
+    with pytest.raises(RecordError, match="record 1: image bytes fail their CRC-32 check"):
+        reader.read(1)
+    assert reader.read(2)[1] == 2
+
+
+def test_truncated_data_file_is_a_data_error_not_a_crash(tmp_path):
+    build_shapes(tmp_path / "db", num=200)
+    shutil.copytree(tmp_path / "db", tmp_path / "cut")
+    data_file = tmp_path / "cut" / "data.mdb"
+    with open(data_file, "r+b") as f:
+        f.truncate(data_file.stat().st_size // 2)
+    with pytest.raises(DataError, match=r"cut: data.mdb is truncated \(\d+ bytes, header says \d+\); rebuild it"):
+        lmdb_input.get_dataset(make_exp(tmp_path / "cut"), "train")
+
+
+def test_missing_or_unfinished_lmdb_is_a_usage_error_naming_the_path(tmp_path):
+    with pytest.raises(UsageError, match="nowhere does not exist; build it with: playground make-lmdb"):
+        LmdbReader(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="empty is not an LMDB folder"):
+        LmdbReader(tmp_path / "empty")
+    with pytest.raises(ZeroDivisionError), LmdbWriter(tmp_path / "crashed", ["a"], "png") as writer:
+        writer.add(encode_image(np.zeros((4, 4, 3), np.uint8), "png"), 0, 4)
+        1 / 0
+    with pytest.raises(UsageError, match="crashed is an LMDB but not a finished playground image dataset"):
+        LmdbReader(tmp_path / "crashed")
+
+
+def write_image_folder(root):
+    """cat/ and dog/ with two images each, plus one corrupt file in dog/."""
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(root / name / f"{i}.png"), np.full((20, 30, 3), 40 * i, np.uint8))
+    (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+
+
+def test_make_lmdb_from_folder_skips_and_lists_unreadable_images(tmp_path, caplog):
+    write_image_folder(tmp_path / "src")
+    with caplog.at_level(logging.WARNING):
+        assert make_lmdb.main([str(tmp_path / "src"), str(tmp_path / "out"), "--resize-shorter", "10",
+                               "--jobs", "2"]) == 0
+    reader = LmdbReader(tmp_path / "out")
+    assert reader.meta["class_names"] == ["cat", "dog"]
+    assert reader.meta["min_shorter_side"] == 10
+    assert [reader.read(i)[1] for i in range(len(reader))] == [0, 0, 1, 1]
+    assert cv2.imdecode(np.frombuffer(reader.read(0)[0], np.uint8), cv2.IMREAD_COLOR).shape == (10, 15, 3)
+    assert "broken.jpg: OpenCV cannot decode it" in caplog.text
+    assert "skipped 1 unreadable image(s) of 5" in caplog.text
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_make_lmdb_from_list_file(tmp_path, caplog):
+    write_image_folder(tmp_path / "src")
+    (tmp_path / "src" / "list.txt").write_text("# path label\ndog/1.png 2\n\ncat/0.png 0\ngone.png 1\n")
+    with caplog.at_level(logging.WARNING):
+        assert make_lmdb.main([str(tmp_path / "src" / "list.txt"), str(tmp_path / "out"), "--encoding", "png",
+                               "--jobs", "1"]) == 0
+    reader = LmdbReader(tmp_path / "out")
+    assert reader.meta["class_names"] == ["0", "1", "2"]
+    assert [reader.read(i)[1] for i in range(len(reader))] == [2, 0]
+    stored = cv2.imdecode(np.frombuffer(reader.read(0)[0], np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(stored, cv2.imread(str(tmp_path / "src" / "dog" / "1.png")))
+    assert "gone.png: cannot read the file" in caplog.text
+
+
+def test_make_lmdb_rejects_a_bad_list_line(tmp_path):
+    (tmp_path / "list.txt").write_text("a.png 0\nb.png cat\n")
+    with pytest.raises(UsageError, match=r"list.txt:2: expected 'path label'"):
+        make_lmdb.main([str(tmp_path / "list.txt"), str(tmp_path / "out")])
+
+
+def test_make_lmdb_replaces_an_existing_lmdb_only_with_overwrite(tmp_path):
+    build_shapes(tmp_path / "db", num=5)
+    with pytest.raises(UsageError, match="db already exists; pass --overwrite"):
+        build_shapes(tmp_path / "db", num=7)
+    assert len(build_shapes(tmp_path / "db", 7, 0, "--overwrite")) == 7
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("precious")
+    with pytest.raises(UsageError, match="notes exists and is not an LMDB folder"):
+        build_shapes(tmp_path / "notes", 5, 0, "--overwrite")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--synthetic", "shapes", "out"], "--synthetic needs --num N"),
+    (["src", "out", "--num", "5"], "--num applies only with --synthetic"),
+    (["src", "out", "--quality", "0"], "--quality must be between 1 and 100"),
+    (["src", "out", "--encoding", "png", "--quality", "80"], "--quality applies only to --encoding jpg"),
+    (["src"], "expected SRC OUT, got 1 path"),
+    (["src", "out", "--encoding", "gif"], "argument --encoding: invalid choice"),
+])
+def test_make_lmdb_bad_arguments_are_usage_errors(argv, message):
+    with pytest.raises(UsageError, match=message):
+        make_lmdb.main(argv)
+
+
+def test_shapes_are_deterministic_under_a_seed_and_differ_across_seeds(tmp_path):
+    first, label = shapes.render_shape(seed=1, index=13, size=32)
+    again, _ = shapes.render_shape(seed=1, index=13, size=32)
+    other, other_label = shapes.render_shape(seed=2, index=13, size=32)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert label == other_label == 3 and first.shape == (32, 32, 3) and first.dtype == np.uint8
+    a, b, c = (build_shapes(tmp_path / name, 10, seed) for name, seed in [("a", 1), ("b", 1), ("c", 2)])
+    assert [a.read(i) for i in range(10)] == [b.read(i) for i in range(10)] != [c.read(i) for i in range(10)]
+    assert a.meta["class_names"] == list(shapes.CLASS_NAMES)
+
+
+def test_dataset_items_are_deterministic_and_independent_of_workers(tmp_path):
+    build_shapes(tmp_path / "db", num=24)
+    dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db"), "train")
+    indices = [0, 5, 11, 23, 7]
+
+    def load(num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=indices, num_workers=num_workers,
+                                             multiprocessing_context="fork" if num_workers else None)
+        images, labels = zip(*loader)
+        return torch.cat(images), torch.cat(labels)
+
+    dataset.set_epoch(3)
+    images, labels = load(num_workers=0)
+    assert images.shape == (5, 3, 28, 28) and images.dtype == torch.float32
+    assert labels.tolist() == [i % 10 for i in indices]
+    in_workers, _ = load(num_workers=2)
+    assert torch.equal(images, in_workers)
+    dataset.set_epoch(4)
+    assert not torch.equal(images, load(num_workers=0)[0])
+    dataset.set_epoch(3)
+    assert torch.equal(images, load(num_workers=0)[0])
+
+
+def test_damaged_record_is_replaced_then_too_many_are_a_data_error(tmp_path, caplog):
+    reader = build_shapes(tmp_path / "db", num=10)
+    flip_byte_of_record(reader, 4)
+    dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db", max_decode_failures=0.1), "test")
+    with caplog.at_level(logging.WARNING):
+        image, label = dataset[4]
+    assert label == 5  # the next record stands in
+    assert "record 4: image bytes fail their CRC-32 check" in caplog.text
+    assert "using the next record in its place" in caplog.text
+    strict = lmdb_input.get_dataset(make_exp(tmp_path / "db", max_decode_failures=0), "test")
+    with pytest.raises(DataError, match="1 of 10 records are damaged, more than input.max_decode_failures allows"):
+        strict[4]
+
+
+def test_num_classes_smaller_than_the_data_is_a_usage_error(tmp_path):
+    build_shapes(tmp_path / "db", num=10)
+    with pytest.raises(UsageError, match="input.num_classes is 5 but .* has 10 classes; set input.num_classes to 10"):
+        lmdb_input.get_dataset(make_exp(tmp_path / "db", num_classes=5), "train")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train_input_path": None}, "input.train_input_path must be a path"),
+    ({"imsize": 40}, r"input.imsize \(40\) must not exceed input.loadsize \(32\)"),
+    ({"mirror": "yes"}, "input.mirror must be true or false, got 'yes'"),
+    ({"max_decode_failures": 3}, "input.max_decode_failures must be a fraction between 0 and 1"),
+])
+def test_bad_input_opts_are_usage_errors_naming_the_key(tmp_path, overrides, message):
+    with pytest.raises(UsageError, match=message):
+        lmdb_input.get_dataset(make_exp(tmp_path, **overrides), "train")
+
+
+def test_missing_input_path_names_the_dotted_key(tmp_path):
+    exp = make_exp(tmp_path)
+    del exp.opts["input"]["test_input_path"]
+    with pytest.raises(UsageError, match="input.test_input_path is missing"):
+        lmdb_input.get_dataset(exp, "test")

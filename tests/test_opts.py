@@ -1,0 +1,190 @@
+"""Opts loading and validation: every class of problem is reported at once, one line each, before training."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import example_opts, playground, write_opts
+from playground import opts as opts_lib
+from playground.errors import OptsError, UsageError
+from playground.runner import prepare
+
+
+def problems_of(opts: dict) -> list[str]:
+    with pytest.raises(OptsError) as e:
+        prepare(opts)
+    return e.value.problems
+
+
+def test_example_is_valid_and_defaults_are_filled():
+    opts, components = prepare(example_opts())
+    assert opts["output"]["record_every_iters"] == 1
+    assert opts["model_param"]["momentum"] == 0.9  # declared by sgd_param_update's OPTS
+    assert components.forward_pass.__name__ == "playground.builtins.mlp_forward"
+
+
+def test_missing_mandatory_opt_names_the_key():
+    opts = example_opts()
+    del opts["epoch_iter"]["num_epochs"]
+    del opts["model_param"]["memonger"]
+    problems = problems_of(opts)
+    assert any(p.startswith("epoch_iter.num_epochs: missing") for p in problems)
+    assert any(p.startswith("model_param.memonger: missing") for p in problems)
+
+
+def test_nullable_mandatory_opts_may_be_null_but_not_absent():
+    opts = example_opts()
+    assert opts["model_param"]["combine_spatial_bn"] is None
+    prepare(opts)
+    del opts["model_param"]["combine_spatial_bn"]
+    assert any(p.startswith("model_param.combine_spatial_bn: missing") for p in problems_of(opts))
+
+
+def test_wrong_types_are_reported():
+    opts = example_opts()
+    opts["epoch_iter"]["num_epochs"] = "ten"
+    opts["model_param"]["memonger"] = 1
+    opts["epoch_iter"]["batch_per_device"] = 6.5
+    problems = problems_of(opts)
+    assert 'epoch_iter.num_epochs: expected an integer, got "ten"' in problems
+    assert "model_param.memonger: expected true or false, got 1" in problems
+    assert "epoch_iter.batch_per_device: expected an integer, got 6.5" in problems
+
+
+def test_one_of_parameter_update_or_optimizer_is_needed():
+    opts = example_opts()
+    opts["model"]["parameter_update_py"] = ""
+    assert any(p.startswith("model.parameter_update_py: missing") for p in problems_of(opts))
+    opts["model"]["optimizer_py"] = "sgd_param_update"
+    prepare(opts)
+
+
+def test_unknown_module_lists_closest_names():
+    opts = example_opts()
+    opts["model"]["forward_pass_py"] = "mlp_forwrd"
+    (problem,) = problems_of(opts)
+    assert problem.startswith("model.forward_pass_py = 'mlp_forwrd' is not in module_map.py")
+    assert "Did you mean 'mlp_forward'" in problem
+
+
+def test_module_lacking_its_role_function_is_named():
+    opts = example_opts()
+    opts["model"]["forward_pass_py"] = "sgd_param_update"  # a real module, but of another role
+    (problem,) = problems_of(opts)
+    assert "lacks build_network" in problem and problem.startswith("model.forward_pass_py")
+
+
+def test_meter_must_be_a_class():
+    opts = example_opts()
+    opts["output"]["metrics"][0]["meter_py"] = "mlp_forward"
+    assert any("output.metrics[0].meter_py" in p and "not a class" in p for p in problems_of(opts))
+
+
+def test_near_miss_of_a_known_key_is_an_error_but_own_keys_pass():
+    opts = example_opts()
+    opts["model_param"]["base_learing_rate"] = 0.1
+    opts["model_param"]["my_own_dropout"] = 0.5
+    opts["my_section"] = {"anything": 1}
+    problems = problems_of(opts)
+    assert problems == ["model_param.base_learing_rate: not a known opt; did you mean "
+                        "model_param.base_learning_rate?"]
+
+
+def test_all_problems_are_reported_at_once():
+    opts = example_opts()
+    opts["epoch_iter"]["num_epochs"] = -1
+    opts["input"]["input_name_py"] = "nope"
+    opts["model_param"]["momentun"] = 0.9
+    problems = problems_of(opts)
+    assert len(problems) == 3, problems
+
+
+def test_duplicate_keys_and_non_finite_numbers_are_caught(tmp_path):
+    text = json.dumps({"opts": example_opts()})
+    text = text.replace('"base_learning_rate": 0.1', '"base_learning_rate": NaN, "momentum": 0.5')
+    text = text.replace('"num_epochs": 5', '"num_epochs": 5, "num_epochs": 6')
+    problems = problems_of(opts_lib.load_opts(text))
+    assert "model_param.base_learning_rate: nan is not a finite number; give a finite value" in problems
+    assert "model_param.momentum: given twice in the JSON; keep one" in problems
+    assert "epoch_iter.num_epochs: given twice in the JSON; keep one" in problems
+
+
+def test_plots_must_name_known_metrics():
+    opts = example_opts()
+    opts["output"]["plots"][0]["ys"] = ["train_los"]
+    assert any(p.startswith("output.plots[0].ys: 'train_los' is not a metric") for p in problems_of(opts))
+
+
+def test_gpus_asked_for_where_there_are_none(monkeypatch):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    opts = example_opts()
+    opts["distributed"]["num_gpus"] = 2
+    assert any(p.startswith("distributed.num_gpus") and '"num_gpus": 0' in p for p in problems_of(opts))
+
+
+def test_batch_larger_than_epoch():
+    opts = example_opts()
+    opts["epoch_iter"]["num_train_sample_per_epoch"] = 10
+    assert any(p.startswith("epoch_iter.num_train_sample_per_epoch") for p in problems_of(opts))
+
+
+def test_set_parses_json_else_string():
+    opts = example_opts()
+    opts_lib.apply_set(opts, "epoch_iter.num_epochs=3")
+    opts_lib.apply_set(opts, "model_param.hidden_sizes=[8, 8]")
+    opts_lib.apply_set(opts, "output.checkpoint_folder=/tmp/a b")
+    opts_lib.apply_set(opts, "new_section.deep.key=true")
+    assert opts["epoch_iter"]["num_epochs"] == 3
+    assert opts["model_param"]["hidden_sizes"] == [8, 8]
+    assert opts["output"]["checkpoint_folder"] == "/tmp/a b"
+    assert opts["new_section"] == {"deep": {"key": True}}
+    with pytest.raises(UsageError, match="expected dotted.key=VALUE"):
+        opts_lib.apply_set(opts, "no_equals_sign")
+
+
+def test_load_accepts_seed_form_bare_tree_and_files(tmp_path):
+    bare = example_opts()
+    assert opts_lib.load_opts(json.dumps(bare)) == bare
+    assert opts_lib.load_opts(json.dumps({"opts": bare})) == bare
+    assert opts_lib.load_opts(write_opts(tmp_path, bare)) == bare
+    with pytest.raises(UsageError, match="neither inline JSON nor an existing .json file"):
+        opts_lib.load_opts("missing.json")
+    with pytest.raises(UsageError, match="invalid JSON at line 1"):
+        opts_lib.load_opts("{not json")
+
+
+def test_cli_reports_problems_one_per_line_with_exit_2_and_no_traceback(tmp_path):
+    opts = example_opts()
+    opts["model_param"]["base_learing_rate"] = 0.1
+    opts["epoch_iter"]["num_epochs"] = "x"
+    result = playground("run", "--parameters-json", write_opts(tmp_path, opts))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("playground: error: ") for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_usage_errors_exit_2():
+    result = playground("run")
+    assert result.returncode == 2 and "--parameters-json" in result.stderr and "Traceback" not in result.stderr
+    result = playground("run", "--parameters-json", "{}", "--set", "oops")
+    assert result.returncode == 2 and "dotted.key=VALUE" in result.stderr
+
+
+def test_dry_run_prints_resolved_opts_and_components_without_training(tmp_path):
+    opts = example_opts()
+    opts["output"]["checkpoint_folder"] = str(tmp_path / "never")
+    result = playground("run", "--parameters-json", write_opts(tmp_path, opts), "--dry-run",
+                        "--set", "epoch_iter.num_epochs=7")
+    assert result.returncode == 0, result.stderr
+    assert '"num_epochs": 7' in result.stdout
+    assert "model.forward_pass_py" in result.stdout and "playground.builtins.mlp_forward" in result.stdout
+    assert "total_batch_size = 64, epoch_iterations = 100" in result.stdout
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("bad", [{"output": "oops"}, {"output": {"metrics": ["x"]}}, {"epoch_iter": []}, {"distributed": {"num_shards": 1}}])
+def test_malformed_trees_are_reported_not_crashed_on(bad):
+    opts = {**example_opts(), **bad}
+    assert problems_of(opts)

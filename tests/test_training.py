@@ -1,0 +1,103 @@
+"""A whole run of the MLP example: it learns, and leaves results, plots, opts, log and checkpoints behind."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import ROOT, example_opts, playground, write_opts
+from playground import cli
+from playground.errors import ComponentError
+from playground.runner import experiment_class, prepare
+
+
+def test_mlp_example_learns_and_writes_its_outputs(tiny_opts, tmp_path):
+    tiny_opts["epoch_iter"]["num_epochs"] = 3
+    assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
+    folder = tiny_opts["output"]["checkpoint_folder"]
+    files = set(os.listdir(folder))
+    assert {"results.json", "opts.json", "log.txt", "model_final.pt", "model_final.pt.sha256",
+            "model_checkpoint_epoch1.pt", "model_checkpoint_epoch3.pt",
+            "plot0_train_and_test_loss.png", "plot1_accuracy_train_top1_test_top1.png"} <= files
+    results = json.loads(open(os.path.join(folder, "results.json")).read())
+    assert results["final"]["test_accuracy_top1"] > 0.5  # 10 classes: chance is 0.1
+    assert results["total_batch_size"] == 64 and results["epoch_iterations"] == 10
+    loss = results["metrics"]["train_loss"]
+    assert len(loss["values"]) == 30 and loss["iterations"] == list(range(1, 31))
+    assert loss["epochs"][9] == 1.0 and loss["epochs"][0] == 0.1
+    test_loss = results["metrics"]["test_loss"]
+    assert test_loss["iterations"] == [5, 10, 15, 20, 25, 30]
+    assert {"secs_per_train", "samples_per_sec", "learning_rate"} <= set(results["metrics"])
+    assert results["checkpoints"][-1].endswith("model_final.pt")
+    saved_opts = json.loads(open(os.path.join(folder, "opts.json")).read())
+    assert saved_opts["output"]["record_every_iters"] == 1  # the resolved opts, defaults filled in
+    assert "checkpoint" in open(os.path.join(folder, "log.txt")).read()
+
+
+def test_same_opts_and_seed_give_the_same_weights(tiny_opts, tmp_path):
+    finals = []
+    for name in ("a", "b"):
+        tiny_opts["output"]["checkpoint_folder"] = str(tmp_path / name)
+        assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
+        finals.append(torch.load(tmp_path / name / "model_final.pt", weights_only=True)["model"])
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_record_every_iters_thins_train_records(tiny_opts, tmp_path):
+    tiny_opts["output"]["record_every_iters"] = 4
+    assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
+    results = json.loads(open(os.path.join(tiny_opts["output"]["checkpoint_folder"], "results.json")).read())
+    assert results["metrics"]["train_loss"]["iterations"] == [4, 8, 10, 12, 16, 20]  # and every epoch's end
+
+
+def test_override_no_test_model_no_checkpoint(tiny_opts, tmp_path):
+    tiny_opts["model"]["additional_override_py"] = "override_no_test_model_no_checkpoint"
+    assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
+    folder = tiny_opts["output"]["checkpoint_folder"]
+    assert not [f for f in os.listdir(folder) if f.endswith(".pt")]
+    results = json.loads(open(os.path.join(folder, "results.json")).read())
+    assert "test_loss" not in results["metrics"] and "train_loss" in results["metrics"]
+
+
+def test_override_leaves_the_base_class_untouched(tiny_opts):
+    from playground.builtins.classification_model import Experiment
+
+    tiny_opts["model"]["additional_override_py"] = "override_no_test_model_no_checkpoint"
+    cls = experiment_class(prepare(tiny_opts)[1])
+    assert cls is not Experiment and issubclass(cls, Experiment)
+    assert Experiment.run_test is not cls.run_test and "run_test" not in vars(Experiment)
+
+
+def test_override_defining_an_unknown_method_is_rejected(tiny_opts, tmp_path, monkeypatch):
+    (tmp_path / "my_override.py").write_text("def run_tset(self):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tiny_opts["model"]["additional_override_py"] = "my_override"
+    with pytest.raises(ComponentError, match="defines run_tset, which Experiment does not have"):
+        experiment_class(prepare(tiny_opts)[1])
+
+
+def test_epochs_by_loss_example_stops_when_the_loss_is_low(tmp_path):
+    opts_path = ROOT / "examples" / "mlp_epochs_by_loss.json"
+    result = playground("run", "--parameters-json", str(opts_path),
+                        "--set", f"output.checkpoint_folder={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    target = json.loads(opts_path.read_text())["opts"]["model_param"]["target_test_loss"]
+    assert results["final"]["test_loss"] < target
+    assert results["epochs_completed"] < json.loads(opts_path.read_text())["opts"]["epoch_iter"]["num_epochs"]
+
+
+def test_user_component_by_dotted_path_and_extra_module_map(tiny_opts, tmp_path, monkeypatch):
+    (tmp_path / "my_forward.py").write_text(
+        "import torch\n\ndef build_network(exp):\n"
+        "    return torch.nn.Linear(exp.opts['input']['num_features'], exp.opts['input']['num_classes'])\n")
+    (tmp_path / "my_map.py").write_text("MODULE_MAP = {'linear': 'my_forward'}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tiny_opts["model"]["forward_pass_py"] = "my_forward"
+    assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
+    tiny_opts["model"]["forward_pass_py"] = "linear"
+    tiny_opts["model"]["module_maps"] = ["my_map"]
+    assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
+    assert example_opts()["model"]["forward_pass_py"] == "mlp_forward"
