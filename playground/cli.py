@@ -1,10 +1,11 @@
-"""The `playground` command: run, make-lmdb. Logging is configured here, once; errors become one-line messages.
+"""The `playground` command: run, runs, sweep, make-lmdb. Logging is configured here, once; errors become one-line messages.
 
 Exit codes: 0 done, 2 bad opts or usage, 1 failure while running, 143 stopped by SIGTERM after a checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -28,38 +29,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="playground", description="Run deep-learning experiments from JSON opts.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="train and test an experiment described by opts")
-    run.add_argument("--parameters-json", required=True, metavar="JSON_OR_FILE",
-                     help='inline JSON or a .json file: {"opts": {...}} or the bare opts tree')
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--parameters-json", metavar="JSON_OR_FILE",
+                        help='inline JSON or a .json file: {"opts": {...}} or the bare opts tree')
+    source.add_argument("--resume", metavar="TAG", help="continue an unfinished experiment with the opts it was "
+                        "started with: a tag, a unique prefix of one, or a run folder")
     run.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",
                      help="override one opt; VALUE is parsed as JSON, else taken as a string (repeatable)")
     run.add_argument("--dry-run", action="store_true",
                      help="check the opts, resolve every component, print them, and exit without training")
-    make_lmdb = commands.add_parser("make-lmdb", add_help=False, help="build an LMDB image dataset (see --help)")
-    make_lmdb.add_argument("args", nargs=argparse.REMAINDER)
+    run.add_argument("--shard-id", type=int, default=None, metavar="I",
+                     help="this host's index, 0 to distributed.num_shards - 1 (multi-host runs; not under torchrun)")
+    commands.add_parser("make-lmdb", add_help=False, help="build an LMDB image dataset (make-lmdb --help)")
+    from playground.lab import commands as lab_commands
+
+    lab_commands.add_parsers(commands)  # runs, sweep
     return parser
 
 
 def load(args: argparse.Namespace) -> dict:
     from playground import opts
 
-    tree = opts.load_opts(args.parameters_json)
+    if args.resume:
+        from playground import lab
+
+        tree = lab.resume_opts(args.resume)
+    else:
+        tree = opts.load_opts(args.parameters_json)
     for assignment in args.set:
         opts.apply_set(tree, assignment)
     return tree
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from playground import lab, runner
+    from playground import launch, runner
 
     opts, components = runner.prepare(load(args))
     if args.dry_run:
         print(runner.describe(opts, components))
         return 0
-    folder = lab.open_run_folder(opts)
-    with log_file(os.path.join(folder, "log.txt")):
-        runner.run(opts, components, folder)
+    return launch.run(opts, components, args.shard_id, args.argv, functools.partial(run_folder, resume=args.resume))
+
+
+@contextmanager
+def run_folder(opts: dict, resume: str | None = None) -> Iterator[str]:
+    """Rank 0's side of a run (launch.run calls it on rank 0 only): the lab's folder and the log file."""
+    from playground import lab
+
+    with lab.open_run(opts, resume=resume) as folder, log_file(os.path.join(folder, "log.txt")):
+        yield folder
         log.info("done: results in %s", folder)
-    return 0
 
 
 def command_make_lmdb(args: argparse.Namespace) -> int:
@@ -95,9 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # components in the current folder resolve, as under `python -m`
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["make-lmdb"]:  # its own parser, --help included
+            return command_make_lmdb(argparse.Namespace(args=argv[1:]))
         args = build_parser().parse_args(argv)
-        return {"run": command_run, "make-lmdb": command_make_lmdb}[args.command](args)
+        args.argv = list(argv)  # the worker processes launch.run starts run the same command
+        if args.command in ("runs", "sweep"):
+            from playground.lab import commands as lab_commands
+
+            return lab_commands.main(args)
+        return command_run(args)
     except PlaygroundError as e:
         if e.exit_code == 0:
             log.info("%s", e)

@@ -42,7 +42,10 @@ ROLES: dict[str, Role] = {
     "model.rendezvous_py": Role(
         "rendezvous", ("rendezvous",),
         "rendezvous(exp, rank, world_size) -> torch.distributed.Store where every process meets; called only "
-        "when more than one process trains."),
+        "when several hosts train (num_shards > 1; one host meets at its launcher, torchrun's workers through "
+        "env://). The processes meet before the experiment is built, so `exp` is a namespace holding only opts, "
+        "rank, world_size and shard_id. Return at once (do not wait for the others: playground.launch waits, "
+        "and names who is missing); fail within distributed.rendezvous_timeout_s."),
     "model.additional_override_py": Role(
         "override", (),
         "Public functions of the module replace the experiment class's methods of the same name, in a "

@@ -1,17 +1,69 @@
-"""Data parallelism through torch.distributed: wrapping the network and reducing what ranks must agree on.
+"""Data parallelism through torch.distributed: the wrapped network, stops agreed by every rank, exact meters,
+and the restored state every rank starts from.
 
-With one process every function here is a no-op, so the single-process loop pays nothing for it.
+With one process every function here is a no-op, so the single-process loop pays nothing for it. With several,
+the default process group exists (playground.launch creates it, with an explicit timeout: every collective
+here fails after distributed.rendezvous_timeout_s instead of hanging when another rank died or hangs).
+
+Small control messages (stop votes, the restored state) travel on a gloo group: CPU tensors, so they never
+synchronise a GPU with the host. On gloo runs that is the default group; NCCL runs get a second, gloo group.
 """
 from __future__ import annotations
 
+import io
+import json
+import signal
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
+from playground.errors import PlaygroundError
+
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
     from playground.meters import Meter
+
+_control_group: dist.ProcessGroup | None = None  # None: the default group (gloo runs)
+_vote_clocks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # exp -> _VoteClock
+_meter_lengths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # exp -> {meter names: sums lengths}
+VOTE_INTERVAL_S = 0.1  # vote about this often: a vote (~1.2 ms on gloo) then costs about 1% of training time
+MAX_CALLS_BETWEEN_VOTES = 1000
+
+
+class RankError(PlaygroundError):
+    """An error raised on another rank (rank 0, while restoring), reported here with that rank's exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def set_control_group(group: dist.ProcessGroup | None) -> None:
+    """The group for control messages: a gloo group on NCCL runs, None (the default group) on gloo runs."""
+    global _control_group
+    _control_group = group
+
+
+# ---------------------------------------------------------------------------------------------- the network
+
+
+class _DataParallel(torch.nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel whose calls without autograd (test passes) run the bare network.
+
+    DDP broadcasts buffers from rank 0 at the first forward after a training step; in a test pass that would be
+    a collective inside a loop whose length differs between ranks (the test set's last global batch may leave
+    some ranks nothing), so test passes skip DDP altogether. Training forwards are DDP's own.
+    """
+
+    def forward(self, *inputs, **kwargs):
+        if not torch.is_grad_enabled():
+            return self.module(*inputs, **kwargs)
+        return super().forward(*inputs, **kwargs)
 
 
 def wrap(network: torch.nn.Module, exp: AnyExp) -> torch.nn.Module:
@@ -19,30 +71,169 @@ def wrap(network: torch.nn.Module, exp: AnyExp) -> torch.nn.Module:
     if exp.world_size == 1:
         return network
     device_ids = [exp.device.index] if exp.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    return _DataParallel(network, device_ids=device_ids)
+
+
+# ---------------------------------------------------------------------------------------------- stopping together
 
 
 def any_rank(flag: bool, exp: AnyExp) -> bool:
-    """True on every rank when `flag` is true on any: a stop decided together, at the same iteration."""
+    """True on every rank when `flag` is true on any (a blocking all-reduce of one number)."""
     if exp.world_size == 1:
         return flag
-    shared = torch.tensor([float(flag)], device=exp.device)
-    dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+    shared = torch.tensor([float(flag)])
+    dist.all_reduce(shared, op=dist.ReduceOp.MAX, group=_control_group)
     return bool(shared.item())
 
 
-def compute(meter: Meter, exp: AnyExp) -> float:
-    """A meter's value over every rank: its sums all-reduced when it keeps them (exact), else averaged."""
+@dataclass
+class _VoteClock:
+    """When the next stop vote is due: counted in calls of agree_stop, identical on every rank."""
+
+    every: int = 1               # calls between votes, agreed at each vote
+    calls: int = 0               # calls since the last vote
+    since: float | None = None   # when the last vote ended (None: no vote yet, so no pace measured)
+
+
+def _vote(exp: AnyExp, seconds_per_call: float) -> torch.Tensor:
+    """This rank's vote: [kind (0 none, 1 a handler's request, 2 a signal), signal number, seconds per call]."""
+    reason = exp.stop_requested
+    kind, signum = 0, 0
+    if reason.startswith("signal "):
+        name = reason.split()[1]
+        kind, signum = 2, signal.Signals[name].value if name in signal.Signals.__members__ else 0
+    elif reason:
+        kind = 1
+    return torch.tensor([kind, signum, seconds_per_call], dtype=torch.float64)
+
+
+def _reason(kind: int, signum: int, exp: AnyExp) -> str:
+    if not kind:
+        return ""
+    if exp.stop_requested and (kind == 1 or exp.stop_requested.startswith("signal ")):
+        return exp.stop_requested  # this rank asked (or asked in the same way): keep its own words
+    if kind == 2:
+        return f"signal {signal.Signals(signum).name if signum else 'unknown'} (received by another process)"
+    return "another process was asked to stop"
+
+
+def agree_stop(exp: AnyExp, *, now: bool = False) -> None:
+    """Turn stop requests (`exp.stop_requested`, set by signals and handlers) into `exp.state.stop_reason` on
+    every rank at the same iteration, so that no rank waits in a collective the others never enter.
+
+    The ranks vote in an all-reduce (on gloo over loopback about 1.2 ms, as much as a small model's whole
+    gradient exchange), so they vote only every VOTE_INTERVAL_S of training or so: every call when a step takes
+    longer, every k-th call for short steps, k agreed at each vote from the slowest rank's pace. A request thus
+    stops every rank within about VOTE_INTERVAL_S (and one iteration), all at the same iteration. now=True (the
+    end of an epoch) votes at once. A signal outranks a handler's request: if any rank was signalled, every rank
+    ends as stopped by a signal (exit 143, resumable).
+    """
+    if exp.state.stop_reason:
+        return
     if exp.world_size == 1:
-        return meter.compute()
-    if hasattr(meter, "sums"):
-        # A rank that measured nothing (an empty slice of the last test batch) contributes zeros.
-        length = torch.tensor([0 if meter.sums is None else len(meter.sums)], device=exp.device)
-        dist.all_reduce(length, op=dist.ReduceOp.MAX)
-        if meter.sums is None:
-            meter.sums = torch.zeros(int(length.item()), dtype=torch.float64, device=exp.device)
-        dist.all_reduce(meter.sums)
-        return meter.compute()
-    value = torch.tensor([meter.compute()], dtype=torch.float64, device=exp.device)
-    dist.all_reduce(value)
-    return value.item() / exp.world_size
+        exp.state.stop_reason = exp.stop_requested
+        return
+    clock = _vote_clocks.setdefault(exp, _VoteClock())
+    clock.calls += 1
+    if clock.calls < clock.every and not now:
+        return
+    pace = (time.perf_counter() - clock.since) / clock.calls if clock.since is not None else 0.0
+    votes = _vote(exp, pace)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=_control_group)
+    kind, signum, seconds_per_call = votes.tolist()
+    if seconds_per_call > 0:
+        clock.every = max(1, min(MAX_CALLS_BETWEEN_VOTES, int(VOTE_INTERVAL_S / seconds_per_call)))
+    clock.calls, clock.since = 0, time.perf_counter()
+    exp.state.stop_reason = _reason(int(kind), int(signum), exp)
+
+
+# ---------------------------------------------------------------------------------------------- meters
+
+
+def compute_all(meters: dict[str, Meter], exp: AnyExp) -> dict[str, float]:
+    """Every meter's value over all ranks, in one all-reduce whatever their number.
+
+    Meters that keep `sums` are reduced exactly (sums of counts, never averages of averages; a rank that
+    measured nothing, such as one left out of the test set's last batch, contributes zeros). Their lengths are
+    agreed at the first reduction of these meters (one more all-reduce, once) and must not change afterwards.
+    Other meters' values are averaged over the ranks.
+    """
+    if exp.world_size == 1 or not meters:
+        return {name: meter.compute() for name, meter in meters.items()}
+    exact = {name: m for name, m in meters.items() if hasattr(m, "sums")}
+    other = {name: m for name, m in meters.items() if name not in exact}
+    device = exp.device
+    known = _meter_lengths.setdefault(exp, {})
+    key = tuple(exact)
+    if key not in known:
+        lengths = torch.tensor([0 if m.sums is None else len(m.sums) for m in exact.values()], dtype=torch.int64,
+                               device=device)
+        if exact:
+            dist.all_reduce(lengths, op=dist.ReduceOp.MAX)
+        known[key] = lengths.tolist()
+    parts = []
+    for (name, meter), n in zip(exact.items(), known[key]):
+        if meter.sums is not None and len(meter.sums) != n:
+            raise PlaygroundError(f"meter {name!r}: its sums changed length from {n} to {len(meter.sums)}; a "
+                                  "meter's sums must keep their length for distributed reduction")
+        parts.append(torch.zeros(n, dtype=torch.float64, device=device) if meter.sums is None
+                     else meter.sums.to(device=device, dtype=torch.float64))
+    parts += [torch.tensor([m.compute()], dtype=torch.float64, device=device) for m in other.values()]
+    flat = torch.cat(parts)
+    dist.all_reduce(flat)
+    values, offset = {}, 0
+    for (name, meter), n in zip(exact.items(), known[key]):
+        meter.sums = flat[offset:offset + n]
+        values[name] = meter.compute()
+        offset += n
+    for i, name in enumerate(other):
+        values[name] = flat[offset + i].item() / exp.world_size
+    return values
+
+
+def compute(meter: Meter, exp: AnyExp) -> float:
+    """One meter's value over every rank (see compute_all, which reduces many meters in one go)."""
+    return compute_all({"meter": meter}, exp)["meter"]
+
+
+# ---------------------------------------------------------------------------------------------- restoring
+
+
+def _broadcast_bytes(data: bytes | None, exp: AnyExp) -> bytes:
+    """Rank 0's `data` on every rank (others pass None)."""
+    size = torch.tensor([len(data) if data is not None else 0], dtype=torch.int64)
+    dist.broadcast(size, src=0, group=_control_group)
+    buffer = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if exp.rank == 0 and data
+              else torch.empty(int(size.item()), dtype=torch.uint8))
+    if size.item():
+        dist.broadcast(buffer, src=0, group=_control_group)
+    return buffer.numpy().tobytes()
+
+
+def restore(exp: AnyExp, restore_rank0: Callable[[AnyExp], None]) -> None:
+    """Rank 0 restores (the newest intact checkpoint, or the pretrained model) and every rank takes its whole
+    state: weights, optimizer, counters, history, RNG. Only rank 0 needs to see the run folder, and every rank
+    continues from the same iteration with the same data order. Rank 0's failure is raised on every rank."""
+    if exp.world_size == 1:
+        restore_rank0(exp)
+        return
+    outcome: dict = {}
+    failure: BaseException | None = None
+    if exp.rank == 0:
+        try:
+            restore_rank0(exp)
+        except BaseException as e:  # every rank must hear of it, or they wait for the state below
+            failure = e
+            outcome = {"error": f"{type(e).__name__}: {e}" if not isinstance(e, PlaygroundError) else str(e),
+                       "exit_code": getattr(e, "exit_code", 1)}
+    outcome = json.loads(_broadcast_bytes(json.dumps(outcome).encode() if exp.rank == 0 else None, exp))
+    if failure is not None:
+        raise failure
+    if outcome:
+        raise RankError(f"rank 0: {outcome['error']}", outcome["exit_code"])
+    buffer = io.BytesIO()
+    if exp.rank == 0:
+        torch.save(exp.checkpoint_state(), buffer)
+    state = _broadcast_bytes(buffer.getvalue() if exp.rank == 0 else None, exp)
+    if exp.rank != 0:
+        exp.load_checkpoint_state(torch.load(io.BytesIO(state), map_location=exp.device, weights_only=True))

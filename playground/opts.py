@@ -101,7 +101,9 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "output.checkpoint_folder": Opt(_STR, "", OPTIONAL, "Folder of checkpoints, results, plots and log; re-running "
                                     "on it resumes. Empty: a new folder under the runs root."),
     "output.runs_root": Opt(_STR, "", OPTIONAL, "Where runs without a checkpoint_folder go (default: "
-                            "$PLAYGROUND_RUNS or ./runs)."),
+                            "$PLAYGROUND_RUNS or ./runs); a folder or a URL such as s3://bucket/prefix."),
+    "output.tensorboard": Opt(_BOOL, False, OPTIONAL, "Also write TensorBoard event files into the run folder "
+                              "(needs the tensorboard package)."),
     "output.metrics": Opt(_LIST, [], OPTIONAL, "Metrics: {name, meter_py, meter_kargs, is_train}."),
     "output.plots": Opt(_LIST, [], OPTIONAL, "Plots: {x, x_title, ys, y_title}; x is \"epochs\" or \"\" "
                         "(iterations)."),
@@ -332,3 +334,16 @@ def with_defaults(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> dict
                 if kind == "metrics":
                     entry.setdefault("is_train", str(entry.get("name", "")).startswith("train"))
     return resolved
+
+
+def reference_table(declared: dict[str, Opt]) -> str:
+    """The opts reference as a markdown table (the README's, kept current by a test)."""
+    rule = {REQUIRED: "**mandatory**", NULLABLE: "**mandatory**, nullable", OPTIONAL: ""}
+    lines = ["| key | type | default | | meaning |", "|---|---|---|---|---|"]
+    for key in sorted(declared, key=lambda k: (SECTIONS.index(k.split(".")[0]) if k.split(".")[0] in SECTIONS
+                                               else len(SECTIONS), k)):
+        opt = declared[key]
+        default = "" if opt.rule != OPTIONAL else f"`{json.dumps(opt.default)}`"
+        lines.append(f"| `{key}` | {_type_name(opt.types)} | {default} | {rule[opt.rule]} | "
+                     f"{opt.doc.replace('|', '/')} |")
+    return "\n".join(lines)

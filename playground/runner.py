@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from playground import checkpoint, opts as opts_lib, registry
+from playground import checkpoint, distributed, lab, opts as opts_lib, registry
 from playground.anyexp import AnyExp
-from playground.handlers import default_handlers
 from playground.errors import ComponentError, OptsError, PlaygroundError, UsageError
+from playground.handlers import default_handlers
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,13 @@ def restore(exp: AnyExp) -> None:
             raise AlreadyComplete(f"{exp.folder} holds a finished run ({os.path.basename(path)}); nothing to do. "
                                   "Use another output.checkpoint_folder for a new run")
         exp.load_checkpoint_state(saved)
+        saved_batch = total_batch_size(saved["opts"]) if "opts" in saved else exp.total_batch_size
+        if exp.state.iteration and saved_batch != exp.total_batch_size:
+            raise UsageError(f"{path} was written mid-epoch (epoch {exp.state.epoch} iteration {exp.state.iteration}) "
+                             f"with a global batch of {saved_batch}, and this run's is {exp.total_batch_size} "
+                             "(batch_per_device x processes per host x num_shards): the rest of the epoch would not be "
+                             "the same samples. Resume with the same global batch, or move the mid-epoch checkpoints "
+                             "away to resume from the last epoch's end")
         log.info("resuming from %s at epoch %d iteration %d", path, exp.state.epoch, exp.state.iteration)
         return
     pretrained = exp.opts["model_param"]["pretrained_model"]
@@ -241,7 +248,10 @@ def run(opts: dict, components: Components, folder: str, rank: int = 0, world_si
     info = RunInfo(device, folder, tbs, opts["epoch_iter"]["num_train_sample_per_epoch"] // tbs, rank, world_size)
     seed_everything(opts["model_param"]["seed"])
     exp = experiment_class(components)(opts, components, info)
+    # The lab book's train.csv/test.csv (and TensorBoard), rank 0 only; first, so that each recorded row is on
+    # disk before any other handler can fail the run at the same event.
+    exp.handlers.insert(0, lab.Recorder())
     exp.build()
-    restore(exp)
+    distributed.restore(exp, restore)  # rank 0 restores; every other rank takes its state
     with stop_on_signals(exp):
         return exp.run()

@@ -25,6 +25,8 @@ BN_OPTS: dict[str, Opt] = {
                                       "at bn_init_gamma."),
     "model_param.bn_init_gamma": Opt(_NUM, 0.0, OPTIONAL, "That gamma, with custom_bn_init (Caffe2: 1e-323, i.e. "
                                      "0: each block starts as the identity)."),
+    "model_param.resnet_width": Opt((int,), 64, OPTIONAL, "Channels of the stem and first stage; stages double it "
+                                    "(64 is the paper's ResNet; 16 trains on a CPU in minutes)."),
     "model_param.small_stem": Opt(_BOOL, None, OPTIONAL, "3x3 stride-1 stem without max-pool, for 32-64 px images "
                                   f"(default: true when input.imsize <= {SMALL_STEM_MAX_IMSIZE})."),
 }
@@ -62,7 +64,8 @@ def build_resnet(exp: Any, num_layer: Any) -> ResNet:
     gamma = _number(exp, "model_param.bn_init_gamma") if _flag(exp, "model_param.custom_bn_init") else None
     return ResNet(num_layer, num_classes, small_input=_small_stem(exp), bn_epsilon=epsilon,
                   bn_momentum=pytorch_bn_momentum(caffe2_momentum), zero_init_residual_gamma=gamma,
-                  activation_checkpointing=_flag(exp, "model_param.memonger", default=False))
+                  activation_checkpointing=_flag(exp, "model_param.memonger", default=False),
+                  width=opts_lib.get(exp.opts, "model_param.resnet_width", 64))
 
 
 def pytorch_bn_momentum(caffe2_momentum: float) -> float:

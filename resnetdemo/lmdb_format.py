@@ -26,7 +26,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from playground.errors import DataError, PlaygroundError, UsageError
+from playground.errors import DataError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class LmdbWriter:
     def __enter__(self) -> "LmdbWriter":
         if (self.path / "data.mdb").exists():
             raise FileExistsError(f"{self.path} already holds an LMDB; write a new dataset into a new folder")
-        self._env = lmdb.open(str(self.path), map_size=_INITIAL_MAP_SIZE, subdir=True, readahead=False)
+        # lock=False: this writer is the only user of a folder that no one reads until it is finished.
+        self._env = lmdb.open(str(self.path), map_size=_INITIAL_MAP_SIZE, subdir=True, readahead=False, lock=False)
         return self
 
     def add(self, image: bytes, label: int, shorter_side: int) -> None:
@@ -118,8 +119,7 @@ class LmdbWriter:
         try:
             if exc_type is None:
                 self._pending.append((META_KEY, json.dumps(self.meta()).encode("utf-8")))
-                self._commit()
-                self._env.sync(True)
+                self._commit()  # sync=True (the default): committed means on disk
         finally:
             self._env.close()
 
@@ -153,12 +153,8 @@ class LmdbReader:
                              f"playground make-lmdb SRC {self.path}") from None
         self._file_id = (data_file.st_dev, data_file.st_ino)
         env = _environment(self.path, self._file_id)
-        try:
-            _check_not_truncated(self.path, env)
-            self.meta = _read_meta(self.path, env)
-        except PlaygroundError:
-            _environments.pop(self._file_id).close()
-            raise
+        _check_not_truncated(self.path, env)
+        self.meta = _read_meta(self.path, env)
 
     def __len__(self) -> int:
         return self.meta["count"]

@@ -1,19 +1,6 @@
 """Input component `gfs_IN1k`: image classification batches from a playground image LMDB (see lmdb_format).
 
-Opts, all in the "input" section:
-
-| key | meaning | default |
-|---|---|---|
-| `train_input_path`, `test_input_path` | LMDB folder of each split, built with `playground make-lmdb` | required |
-| `num_classes` | classes the model predicts; must be at least the dataset's `num_classes` | required |
-| `loadsize` | shorter side the image is resized to before cropping (scale_jitter_type 0 and test) | required |
-| `imsize` | side of the square crop fed to the model; at most `loadsize` | required |
-| `scale_jitter_type` | 0: random `imsize` crop; 1: random-resized crop (8-100% area, aspect 3/4-4/3) | 0 |
-| `mirror` | random horizontal flip | true |
-| `color_jitter` | brightness, contrast, saturation ±40% in random order | false |
-| `color_lighting` | AlexNet PCA lighting noise (std 0.1) | false |
-| `mean`, `std` | per-channel normalisation, RGB order, 0-255 scale | ImageNet's |
-| `max_decode_failures` | fraction (0-1) of the split's records that may be damaged (checksum or decode failure); each is replaced by the next good record and logged once; more raise DataError | 0.001 |
+Opts: see `OPTS` below (all in the "input" section).
 
 Augmentation of record i in epoch e depends only on (exp.seed, e, i), so results do not depend on the number of
 DataLoader workers or the order they run in.
@@ -31,6 +18,7 @@ import numpy as np
 import torch
 
 from playground.errors import DataError, UsageError
+from playground.opts import NULLABLE, OPTIONAL, REQUIRED, Opt
 from resnetdemo.lmdb_format import LmdbReader, RecordError
 from resnetdemo.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform
 
@@ -38,17 +26,40 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 _DEFAULT_MAX_DECODE_FAILURES = 0.001
+_WAREHOUSE = "accepted and unused: Caffe2 read it from Facebook's data warehouse; here the LMDB paths say it all."
+_STR, _INT, _BOOL, _LIST = (str,), (int,), (bool,), (list,)
+OPTS: dict[str, Opt] = {
+    "input.train_input_path": Opt(_STR, None, REQUIRED, "LMDB folder of the training split (playground make-lmdb).",
+                                  '"data/shapes/train"'),
+    "input.test_input_path": Opt(_STR, None, REQUIRED, "LMDB folder of the test split.", '"data/shapes/test"'),
+    "input.num_classes": Opt(_INT, None, REQUIRED, "Classes the model predicts; at least the dataset's.", "10"),
+    "input.loadsize": Opt(_INT, None, REQUIRED, "Shorter side images are resized to before cropping.", "256"),
+    "input.imsize": Opt(_INT, None, REQUIRED, "Side of the square crop fed to the network; at most loadsize.", "224"),
+    "input.scale_jitter_type": Opt(_INT, 0, OPTIONAL, "0: random imsize crop of the loadsize image; 1: "
+                                   "random-resized crop (8-100% of the area, aspect 3/4-4/3)."),
+    "input.mirror": Opt(_BOOL, True, OPTIONAL, "Random horizontal flips in training."),
+    "input.color_jitter": Opt(_BOOL, False, OPTIONAL, "Brightness, contrast and saturation jitter of 40%, in "
+                              "random order."),
+    "input.color_lighting": Opt(_BOOL, False, OPTIONAL, "AlexNet-style PCA lighting noise (std 0.1)."),
+    "input.mean": Opt(_LIST, list(IMAGENET_MEAN_RGB), OPTIONAL, "Per-channel mean subtracted, RGB, 0-255 scale."),
+    "input.std": Opt(_LIST, list(IMAGENET_STD_RGB), OPTIONAL, "Per-channel std divided by, RGB, 0-255 scale."),
+    "input.max_decode_failures": Opt((int, float), _DEFAULT_MAX_DECODE_FAILURES, OPTIONAL, "Fraction of a split's "
+                                     "records that may fail their checksum or decode (each is replaced by the next "
+                                     "good one, with a warning) before the run stops with an error."),
+    **{f"input.{key}": Opt(types, None, OPTIONAL, _WAREHOUSE) for key, types in (
+        ("namespace", _STR), ("table", _STR), ("column_handle", _STR), ("column_label", _STR), ("column_id", _STR),
+        ("label_type", _INT), ("train_partition", (dict,)), ("test_partition", (dict,)))},
+}
 _REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                          (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
 class LmdbImageDataset(torch.utils.data.Dataset):
-    """(CHW float32 image, label) pairs from an image LMDB, decoded and augmented on the fly."""
+    """(CHW float32 image, label) pairs from an image LMDB, decoded and augmented on the fly.
+    `seed` must be in [0, 2**32)."""
 
     def __init__(self, reader: LmdbReader, transform: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
                  *, seed: int, max_decode_failures: float, decode_flags: int):
-        if not 0 <= seed < 2**32:
-            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
         self.reader, self.transform, self.seed = reader, transform, seed
         self.decode_flags = decode_flags
         self.max_damaged_records = math.floor(max_decode_failures * len(reader))
@@ -117,6 +128,9 @@ def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
     """The `split` ("train" or "test") dataset of `exp`, checked against its opts before any worker starts."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0 <= exp.seed < 2**32:
+        raise UsageError(f"the experiment seed (model_param.seed) must be in [0, 2**32) for gfs_IN1k, "
+                         f"got {exp.seed}")
     opts = exp.opts.get("input") or {}
     path = _opt(opts, f"{split}_input_path", lambda v: isinstance(v, str) and v, "a path to an LMDB folder")
     num_classes = _opt(opts, "num_classes", _is_positive_int, "a positive integer")
@@ -152,12 +166,12 @@ def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
 
 def decode_flags(meta: dict[str, Any], loadsize: int) -> int:
     """cv2.imdecode flags: JPEGs whose shorter side is at least 2, 4 or 8 times `loadsize` are decoded at
-    1/2, 1/4 or 1/8 scale, which costs a fraction of a full decode. Stored images carry no EXIF orientation."""
+    1/2, 1/4 or 1/8 scale, which costs a fraction of a full decode."""
     if meta["encoding"] == "jpg":
         for factor, flag in _REDUCED_DECODE_FLAGS:
             if meta["min_shorter_side"] // factor >= loadsize:
-                return flag | cv2.IMREAD_IGNORE_ORIENTATION
-    return cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+                return flag
+    return cv2.IMREAD_COLOR
 
 
 _MISSING = object()

@@ -214,8 +214,10 @@ def _is_lmdb_folder(path: Path) -> bool:
 
 def _check_can_write(out: Path, overwrite: bool) -> None:
     if not out.exists():
-        if not out.parent.is_dir():
-            raise UsageError(f"{out.parent} does not exist; create it or choose another OUT")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{out.parent}: cannot create it ({e.strerror}); choose another OUT") from None
         return
     if not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it or choose another OUT")

@@ -20,7 +20,7 @@ STAGE_BLOCKS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
-STAGE_WIDTHS = (64, 128, 256, 512)  # channels of each stage's 3x3 convolutions
+STAGE_MULTIPLIERS = (1, 2, 4, 8)  # channels of each stage's 3x3 convolutions, in units of `width`
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -122,11 +122,13 @@ class ResNet(nn.Module):
         `bn_init_gamma`; 0 makes every block start as the identity). Float32 turns Caffe2's 1e-323 into 0.
     activation_checkpointing: while training, keep only each residual stage's input and recompute its
         activations in backward (Caffe2's memonger). Trades compute for memory; results are unchanged.
+    width: channels of the stem and the first stage (64 in the paper); stages double it. Smaller widths make
+        ResNets small enough to train on a CPU in minutes.
     """
 
     def __init__(self, num_layer: int, num_classes: int, *, small_input: bool = False, bn_epsilon: float = 1e-5,
                  bn_momentum: float = 0.1, zero_init_residual_gamma: float | None = None,
-                 activation_checkpointing: bool = False):
+                 activation_checkpointing: bool = False, width: int = 64):
         super().__init__()
         if num_layer not in STAGE_BLOCKS:
             raise ValueError(f"num_layer must be one of {', '.join(map(str, STAGE_BLOCKS))}, got {num_layer!r}")
@@ -137,16 +139,16 @@ class ResNet(nn.Module):
         self.activation_checkpointing = activation_checkpointing
 
         if small_input:
-            self.stem = nn.Sequential(_conv(3, 64, 3), bn(64), nn.ReLU(inplace=True))
+            self.stem = nn.Sequential(_conv(3, width, 3), bn(width), nn.ReLU(inplace=True))
         else:
-            self.stem = nn.Sequential(_conv(3, 64, 7, 2), bn(64), nn.ReLU(inplace=True),
+            self.stem = nn.Sequential(_conv(3, width, 7, 2), bn(width), nn.ReLU(inplace=True),
                                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-        stages, channels = [], 64
-        for i, (width, count) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
+        stages, channels = [], width
+        for i, (multiplier, count) in enumerate(zip(STAGE_MULTIPLIERS, blocks_per_stage)):
             blocks = []
             for j in range(count):
-                blocks.append(block(channels, width, 2 if i > 0 and j == 0 else 1, bn))
-                channels = width * block.expansion
+                blocks.append(block(channels, width * multiplier, 2 if i > 0 and j == 0 else 1, bn))
+                channels = width * multiplier * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -81,9 +81,11 @@ def render_shape(seed: int, index: int, size: int = 64) -> tuple[np.ndarray, int
     rng = np.random.default_rng([seed, index])
     label = index % NUM_CLASSES
     background = rng.uniform(0, 255, size=3)
-    gradient = np.linspace(-1, 1, size, dtype=np.float32)[:, None, None] * rng.uniform(-40, 40, size=3)
-    color = _contrasting_color(background, rng)
+    ramp = np.linspace(-1, 1, size)
+    ramp = ramp[:, None, None] if rng.random() < 0.5 else ramp[None, :, None]  # vertical or horizontal
+    background = background + ramp * rng.uniform(-40, 40, size=3)
+    color = _contrasting_color(background.mean(axis=(0, 1)), rng)
     mask = _shape_mask(label, size, rng)
-    image = (background + np.swapaxes(gradient, 0, rng.integers(2))) * (1 - mask) + color * mask
+    image = background * (1 - mask) + color * mask
     image += rng.normal(0, rng.uniform(4, 24), size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), label

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from playground.errors import DataError, UsageError
-from resnetdemo import lmdb_input, make_lmdb, shapes
+from resnetdemo import lmdb_format, lmdb_input, make_lmdb, shapes
 from resnetdemo.lmdb_format import LmdbReader, LmdbWriter, RecordError, encode_image
 
 
@@ -55,6 +55,16 @@ def test_round_trip_keeps_meta_labels_and_bytes(tmp_path):
                            "class_names": ["a", "b", "c"], "num_classes": 3, "encoding": "png",
                            "min_shorter_side": 8}
     assert [reader.read(i) for i in range(5)] == [(image, i % 3) for i, image in enumerate(images)]
+
+
+def test_writer_grows_the_map_when_it_fills(tmp_path, monkeypatch):
+    monkeypatch.setattr(lmdb_format, "_INITIAL_MAP_SIZE", 64 * 1024)
+    image = np.random.default_rng(0).integers(0, 256, size=10_000, dtype=np.uint8).tobytes()
+    with LmdbWriter(tmp_path / "db", ["a"], "png") as writer:
+        for _ in range(40):
+            writer.add(image, label=0, shorter_side=1)
+    reader = LmdbReader(tmp_path / "db")
+    assert len(reader) == 40 and reader.read(39) == (image, 0)
 
 
 def test_flipped_image_byte_fails_the_checksum(tmp_path):
@@ -191,6 +201,14 @@ def test_dataset_items_are_deterministic_and_independent_of_workers(tmp_path):
     assert torch.equal(images, load(num_workers=0)[0])
 
 
+def test_item_randomness_is_default_rng_of_seed_epoch_index(tmp_path):
+    reader = build_shapes(tmp_path / "db", num=5)
+    dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db"), "train")
+    dataset.set_epoch(2)
+    image = cv2.imdecode(np.frombuffer(reader.read(3)[0], np.uint8), cv2.IMREAD_COLOR)
+    assert torch.equal(dataset[3][0], dataset.transform(image, np.random.default_rng([0, 2, 3])))
+
+
 def test_damaged_record_is_replaced_then_too_many_are_a_data_error(tmp_path, caplog):
     reader = build_shapes(tmp_path / "db", num=10)
     flip_byte_of_record(reader, 4)
@@ -203,6 +221,16 @@ def test_damaged_record_is_replaced_then_too_many_are_a_data_error(tmp_path, cap
     strict = lmdb_input.get_dataset(make_exp(tmp_path / "db", max_decode_failures=0), "test")
     with pytest.raises(DataError, match="1 of 10 records are damaged, more than input.max_decode_failures allows"):
         strict[4]
+
+
+def test_jpegs_much_larger_than_loadsize_are_decoded_at_reduced_size(tmp_path):
+    assert lmdb_input.decode_flags({"encoding": "jpg", "min_shorter_side": 512}, 128) == cv2.IMREAD_REDUCED_COLOR_4
+    assert lmdb_input.decode_flags({"encoding": "jpg", "min_shorter_side": 255}, 128) == cv2.IMREAD_COLOR
+    assert lmdb_input.decode_flags({"encoding": "png", "min_shorter_side": 512}, 64) == cv2.IMREAD_COLOR
+    build_shapes(tmp_path / "db", num=2)  # stored at 32 px
+    dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db", loadsize=16, imsize=12), "test")
+    assert dataset.decode_flags == cv2.IMREAD_REDUCED_COLOR_2
+    assert dataset[1][0].shape == (3, 12, 12)
 
 
 def test_num_classes_smaller_than_the_data_is_a_usage_error(tmp_path):

@@ -1,5 +1,7 @@
 """Training and test transforms: shapes, determinism under a seed, and the fused colour pass."""
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -41,12 +43,14 @@ def test_train_transform_equals_the_colour_steps_applied_one_by_one(image):
     if rng.random() < 0.5:
         pixels = pixels[:, ::-1]
     rgb = pixels[:, :, ::-1].astype(np.float64)
-    alphas = 1 + rng.uniform(-0.4, 0.4, size=3)
-    for step, alpha in zip(rng.permutation(3), alphas):
+    *uniforms, u_order = rng.random(4)
+    order = list(itertools.permutations(["brightness", "contrast", "saturation"]))[int(u_order * 6)]
+    for step, u in zip(order, uniforms):
+        alpha = 1 + 0.4 * (2 * u - 1)
         gray = rgb @ transforms.GRAY_WEIGHTS_RGB
-        if step == 0:
+        if step == "brightness":
             rgb = rgb * alpha
-        elif step == 1:
+        elif step == "contrast":
             rgb = rgb * alpha + (1 - alpha) * gray.mean()
         else:
             rgb = rgb * alpha + (1 - alpha) * gray[:, :, None]

@@ -1,5 +1,9 @@
 """Rendezvous component: processes meet through a file in `distributed.rendezvous_path`, a folder every host
-can reach (a shared filesystem). torch.distributed.FileStore does the work."""
+can reach (a shared filesystem). torch.distributed.FileStore does the work.
+
+The file outlives a crashed run; playground.launch meets in a fresh generation of it on every attempt, so a
+re-run does not read the old run's keys. Give each run its own folder; the file's permissions are its only
+protection."""
 from __future__ import annotations
 
 import os

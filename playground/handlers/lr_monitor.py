@@ -10,18 +10,24 @@ if TYPE_CHECKING:
 
 
 class LRMonitor(EventHandler):
-    """Adds `lr_<group>` to every recorded train row: the group's "name" entry when it has one, else its index.
+    """Adds `lr_<group>` to every recorded train row: the rate each param group's step used (like the loop's
+    `learning_rate`, which is group 0's), named by the group's "name" entry when it has one, else its index.
 
-    The loop already records `learning_rate` (group 0); this one matters for optimizers with several groups
-    (e.g. no weight decay on biases) and schedules that treat them differently. List it before handlers that
-    read the row (PrintReport, LogReport, ProgressBar) for them to see it at the same iteration.
+    It matters for optimizers with several groups (e.g. no weight decay on biases) and schedules that treat them
+    differently. List it before handlers that read the row (PrintReport, LogReport, ProgressBar) for them to see
+    it at the same iteration.
     """
+
+    def __init__(self) -> None:
+        self._used: dict[str, float] = {}
+
+    def on_iteration_begin(self, exp: AnyExp) -> None:
+        """Before the step, so the values are the rates it uses (the scheduler steps right after it)."""
+        self._used = {f"lr_{group.get('name', i)}": float(group["lr"])
+                      for i, group in enumerate(exp.optimizer.param_groups)}
 
     def on_iteration_end(self, exp: AnyExp) -> None:
         rows = exp.history["train"]
-        if not rows or rows[-1]["iteration"] != exp.state.global_step:
-            return  # this iteration was not recorded (output.record_every_iters)
-        values = {f"lr_{group.get('name', i)}": float(group["lr"])
-                  for i, group in enumerate(exp.optimizer.param_groups)}
-        rows[-1].update(values)
-        exp.latest.update(values)
+        if rows and rows[-1]["iteration"] == exp.state.global_step:  # a recorded iteration (record_every_iters)
+            rows[-1].update(self._used)
+            exp.latest.update(self._used)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,17 +31,18 @@ class ProgressBar(EventHandler):
         self._on = False
         self._tqdm: Any = None
         self._bar_obj: Any = None
+        self._names: list[str] = []  # the values shown
         self._redirect: Any = None
         self._epoch_started = self._last_log = 0.0
         self._first_iteration = 0
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        self._on = exp.rank == 0
+        self.on_train_end(exp)  # what an earlier run that failed left open (the Estimator reuses handlers)
+        self._on, self._tqdm = exp.rank == 0, None
         if not self._on:
             return
-        if self.metrics is None:
-            train = [name for name, (is_train, _) in getattr(exp, "meters", {}).items() if is_train]
-            self.metrics = [name for name in train if "loss" in name] + ["samples_per_sec"]
+        train = [name for name, (is_train, _) in getattr(exp, "meters", {}).items() if is_train]
+        self._names = self.metrics or [name for name in train if "loss" in name] + ["samples_per_sec"]
         use_bar = _interactive() if self.bar is None else self.bar
         if use_bar:
             try:
@@ -60,9 +62,11 @@ class ProgressBar(EventHandler):
         self._first_iteration = exp.state.iteration
         if self._tqdm is not None:
             self._close_bar()
+            # A terminal that reports no width (a fresh pseudo-terminal, `docker run -t`) would get an empty bar.
+            width = {"dynamic_ncols": True} if _columns() else {"ncols": 100, "nrows": 20}
             self._bar_obj = self._tqdm(total=exp.epoch_iterations, initial=exp.state.iteration, unit="it",
                                        desc=f"epoch {exp.state.epoch + 1}/{exp.opts['epoch_iter']['num_epochs']}",
-                                       dynamic_ncols=True, file=sys.stderr)
+                                       file=sys.stderr, **width)
 
     def on_iteration_end(self, exp: AnyExp) -> None:
         if not self._on:
@@ -77,7 +81,7 @@ class ProgressBar(EventHandler):
             self._log_line(exp)
 
     def _shown(self, exp: AnyExp) -> dict[str, str]:
-        return {name: f"{exp.latest[name]:.4g}" for name in self.metrics or [] if name in exp.latest}
+        return {name: f"{exp.latest[name]:.4g}" for name in self._names if name in exp.latest}
 
     def _log_line(self, exp: AnyExp) -> None:
         done, total = exp.state.iteration, exp.epoch_iterations
@@ -100,6 +104,13 @@ class ProgressBar(EventHandler):
         bar, self._bar_obj = self._bar_obj, None
         if bar is not None:
             bar.close()
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, or a stream without a file descriptor
+        return 0
 
 
 def _interactive() -> bool:

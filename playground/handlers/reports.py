@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class PrintReport(EventHandler):
-    """Prints a header once, then one table row per epoch (`on: "epoch"`) or per test pass (`on: "test"`).
+    """Prints a header, then one table row per epoch (`on: "epoch"`) or per test pass (`on: "test"`).
 
     entries: the columns: "epoch" (fractional), "iteration" (training steps), "elapsed_time" (seconds of
     training, carried across resumes) and any metric names; null: epoch, iteration, every metric recorded so far,
@@ -31,10 +31,13 @@ class PrintReport(EventHandler):
         self.entries, self.on, self.width = entries, on, width
         self.elapsed = 0.0
         self._started = 0.0
-        self._header_done = False
+        self._columns: list[str] = []  # entries, or what null stands for, fixed at the first row
+        self._initial = self.state_dict()
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        self._started = time.perf_counter()
+        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
+            self.load_state_dict(self._initial)
+        self._started, self._columns = time.perf_counter(), []
 
     def on_epoch_end(self, exp: AnyExp) -> None:
         if self.on == "epoch":
@@ -47,15 +50,16 @@ class PrintReport(EventHandler):
     def _row(self, exp: AnyExp) -> None:
         if exp.rank != 0:
             return
-        if self.entries is None:
-            self.entries = ["epoch", "iteration", *exp.latest, "elapsed_time"]
         values = {"epoch": exp.state.epoch + exp.state.iteration / max(exp.epoch_iterations, 1),
                   "iteration": exp.state.global_step, "elapsed_time": self._elapsed(), **exp.latest}
-        widths = [max(self.width, len(e) + 2) for e in self.entries]
-        if not self._header_done:
-            _write("".join(f"{e:<{w}}" for e, w in zip(self.entries, widths)).rstrip())
-            self._header_done = True
-        _write("".join(f"{_cell(values.get(e)):<{w}}" for e, w in zip(self.entries, widths)).rstrip())
+        if not self._columns:  # this run's first row: fix the columns and print the header
+            self._columns = self.entries or ["epoch", "iteration", *exp.latest, "elapsed_time"]
+            self._print(self._columns)
+        self._print([_cell(values.get(e)) for e in self._columns])
+
+    def _print(self, cells: list[str]) -> None:
+        widths = [max(self.width, len(e) + 2) for e in self._columns]
+        _write("".join(f"{cell:<{w}}" for cell, w in zip(cells, widths)).rstrip())
 
     def _elapsed(self) -> float:
         return self.elapsed + time.perf_counter() - self._started
@@ -78,8 +82,11 @@ class LogReport(EventHandler):
         self.size = 0                            # bytes of the file when those rows were written
         self._exp: AnyExp | None = None
         self._file: BinaryIO | None = None
+        self._initial = self.state_dict()
 
     def on_train_begin(self, exp: AnyExp) -> None:
+        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
+            self.load_state_dict(self._initial)
         if exp.rank != 0:
             return
         self._exp = exp

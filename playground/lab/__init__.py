@@ -1,20 +1,21 @@
-"""The lab book (transitional)."""
-from __future__ import annotations
+"""The lab book: every run is an immutable experiment with a tag and a folder recording what ran and what came out.
 
-import json
-import logging
-import os
+    tags.py        tags (UTC minute + random suffix), the runs root, the staging folder for URL roots
+    run.py         one attempt, from the launching process: folder, provenance, status.json, mirror
+    provenance.py  opts.json, source.json + source.git-patch, environment.json
+    status.py      status.json and the `killed` check (the recorded process is gone)
+    recorder.py    the Recorder handler the runner adds to every experiment: train.csv, test.csv, TensorBoard
+    store.py       local folder or fsspec URL; the background Mirror that uploads a run folder
+    repository.py  ExperimentRepository / Experiment: reading experiments back (pandas)
+    commands.py    `playground runs list|show|diff|compare`
+    sweep.py       `playground sweep`: a grid of experiments, resumable
 
-from playground import checkpoint
+Importing this package is light: pandas, fsspec and tensorboard are imported only where they are used.
+"""
+from playground.lab.recorder import Recorder
+from playground.lab.repository import Experiment, ExperimentRepository
+from playground.lab.run import FinishedExperiment, find_folder, open_run, resume_opts
 from playground.lab.tags import new_tag, runs_root
 
-log = logging.getLogger(__name__)
-
-
-def open_run_folder(opts: dict) -> str:
-    folder = opts["output"]["checkpoint_folder"] or os.path.join(runs_root(opts), new_tag())
-    os.makedirs(folder, exist_ok=True)
-    opts_path = os.path.join(folder, "opts.json")
-    if not os.path.exists(opts_path):
-        checkpoint.atomic_write(opts_path, json.dumps(opts, indent=2).encode())
-    return folder
+__all__ = ["Experiment", "ExperimentRepository", "FinishedExperiment", "Recorder", "find_folder", "new_tag",
+           "open_run", "resume_opts", "runs_root"]

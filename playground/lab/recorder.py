@@ -8,10 +8,10 @@ the files equal those of an uninterrupted run except for the `date` column (and 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import math
 import os
+import time
 from typing import IO, TYPE_CHECKING, Any
 
 from playground import checkpoint, opts as opts_lib
@@ -23,18 +23,25 @@ if TYPE_CHECKING:
 
 SERIES = {"train": "train.csv", "test": "test.csv"}
 X, STEP, DATE = "epoch", "iteration", "date"
+EVENTS = "events.out.tfevents."
+
+
+_second: list = [-1, ""]  # the last second formatted: strftime costs more than the rest of a row
 
 
 def utc_date() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC now to the millisecond, ISO 8601: 2026-11-22T15:30:01.123Z."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
+    if type(value) is float:
         return repr(value)  # shortest text that reads back to the same float
-    return str(value)
+    return "" if value is None else str(value)
 
 
 class CsvSeries:
@@ -107,7 +114,12 @@ class TensorBoardSink:
             raise UsageError("output.tensorboard is true but the tensorboard package is not installed: "
                              "pip install tensorboard, or set output.tensorboard to false") from None
         # purge_step: TensorBoard discards events at or after it from earlier event files, which drops the
-        # rows an interrupted attempt wrote after the checkpoint being resumed from.
+        # rows an interrupted attempt wrote after the checkpoint being resumed from. It reads the files in name
+        # order, events.out.tfevents.<unix seconds>.<host>.<pid>..., so the new file must name a later second.
+        newest = max((int(name.split(".")[3]) for name in os.listdir(folder) if name.startswith(EVENTS)
+                      and name.split(".")[3].isdigit()), default=0)
+        while time.time() < newest + 1:
+            time.sleep(0.05)
         self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step, flush_secs=30)
 
     def add(self, row: dict) -> None:
@@ -141,7 +153,7 @@ class Recorder(EventHandler):
             series.reconcile(exp.history[kind])
         self.written = {kind: len(exp.history[kind]) for kind in SERIES}
         if opts_lib.get(exp.opts, "output.tensorboard"):
-            resumed = any(name.startswith("events.out.tfevents") for name in os.listdir(exp.folder))
+            resumed = any(name.startswith(EVENTS) for name in os.listdir(exp.folder))
             self.tensorboard = TensorBoardSink(exp.folder, exp.state.global_step + 1 if resumed else None)
 
     def catch_up(self, exp: AnyExp) -> None:

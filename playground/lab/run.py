@@ -51,6 +51,9 @@ def find_folder(ref: str, root: str | None = None) -> str:
     from playground.lab.repository import ExperimentRepository
 
     root = root or runs_root()
+    staged = os.path.join(local_root(root), ref)
+    if is_url(root) and os.path.isfile(os.path.join(staged, status.FILE)):  # the working copy is here
+        return staged
     tag = ExperimentRepository(root).resolve_tag(ref)
     folder = os.path.join(local_root(root), tag)
     if is_url(root) and not os.path.isfile(os.path.join(folder, status.FILE)):
@@ -111,12 +114,16 @@ def _point_root_at(root: str, tag: str, folder: str) -> None:
 def _refuse_unless_resumable(folder: str, info: dict) -> None:
     current = status.effective(info)
     if current == status.FINISHED:
-        raise FinishedExperiment(f"{folder} holds the complete experiment {info['tag']}; a finished experiment is "
-                                 "immutable, so nothing was run. Start a new one (no output.checkpoint_folder, or "
-                                 "another one)")
-    if current == "running":
-        raise UsageError(f"experiment {info['tag']} in {folder} is running (pid {info.get('pid')} on "
-                         f"{info.get('host')}); two processes must not write one experiment")
+        raise FinishedExperiment(f"{folder} holds a finished run (experiment {info['tag']}, complete): a finished "
+                                 "experiment is immutable, so nothing was run. Start a new one (no "
+                                 "output.checkpoint_folder, or another one)")
+    if current == "running" and info.get("host") == status.hostname():
+        raise UsageError(f"experiment {info['tag']} in {folder} is running (pid {info.get('pid')} on this host); "
+                         "two processes must not write one experiment")
+    if current == "running":  # e.g. a preempted job restarted on another node: this host cannot check
+        log.warning("status.json says experiment %s is running as pid %s on %s; this host cannot tell whether "
+                    "that process is gone, so this attempt continues it", info["tag"], info.get("pid"),
+                    info.get("host"))
 
 
 def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dict:
@@ -127,8 +134,8 @@ def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dic
                 "created": status.now(), "attempts": []}
     attempt: dict[str, Any] = {"attempt": len(info["attempts"]) + 1, "started": status.now(),
                                **status.this_process(), "argv": list(sys.argv)}
-    if info["attempts"]:
-        attempt["previous_status"] = status.effective(info)
+    if info["attempts"] and not info["attempts"][-1].get("ended"):  # a killed attempt never wrote its end
+        info["attempts"][-1]["status"] = status.effective(info)
     if not os.path.exists(os.path.join(folder, "source.json")):  # the first attempt (maybe queued by a sweep)
         source = provenance.write(folder, opts)
     else:
@@ -192,8 +199,10 @@ def outcome_of(error: BaseException | None) -> tuple[str, str | None]:
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Until the training loop installs its own handler, SIGTERM ends the attempt as interrupted."""
-    if threading.current_thread() is not threading.main_thread():
+    """Until the training loop installs its own handler, SIGTERM ends the attempt as interrupted (unless the
+    launcher already handles SIGTERM itself)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
 

@@ -83,4 +83,6 @@ def read(folder: str) -> dict | None:
 
 
 def write(folder: str, info: dict) -> None:
-    checkpoint.atomic_write(os.path.join(folder, FILE), json.dumps(info, indent=1).encode())
+    first = ("tag", "status", "error", "created", "started", "ended", "host", "pid", "pid_start")
+    ordered = {**{k: info[k] for k in first if k in info}, **info}
+    checkpoint.atomic_write(os.path.join(folder, FILE), json.dumps(ordered, indent=1).encode())

@@ -26,6 +26,9 @@ def filesystem(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it) for `url`; a clear error when its protocol's package is missing."""
     import fsspec
 
+    for name in ("botocore", "aiobotocore", "s3fs"):  # their INFO lines ("Found credentials...") are noise here
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as e:
@@ -46,10 +49,6 @@ class Store:
         if self.remote:
             self.fs, self.path = filesystem(root)
             self.path = self.path.rstrip("/")
-
-    def location(self, tag: str, name: str = "") -> str:
-        base = f"{self.root.rstrip('/')}/{tag}" if self.remote else os.path.join(self.root, tag)
-        return f"{base}/{name}" if name and self.remote else os.path.join(base, name) if name else base
 
     def tags(self) -> list[str]:
         """Tags of every experiment folder (a pointer to a checkpoint_folder counts; a dangling one does not)."""
@@ -76,6 +75,13 @@ class Store:
             base = os.path.join(self.root, tag)
             names = [os.path.relpath(os.path.join(d, f), base) for d, _, fs in os.walk(base) for f in fs]
         return sorted(n for n in names if not skipped(n))
+
+    def exists(self, tag: str, name: str) -> bool:
+        if self.remote:
+            path = f"{self.path}/{tag}/{name}"
+            self.fs.invalidate_cache(path)
+            return self.fs.isfile(path)
+        return os.path.isfile(os.path.join(self.root, tag, name))
 
     def read(self, tag: str, name: str) -> bytes:
         """The bytes of one artifact; FileNotFoundError when absent."""
@@ -158,7 +164,7 @@ class Mirror:
                 self.failures.pop(rel, None)
             return failed
 
-    def close(self, tries: int = 3) -> list[str]:
+    def close(self, tries: int = 3, backoff_s: float = 1.0) -> list[str]:
         """Stop the thread and upload everything left, retrying; returns (and logs) what could not be uploaded."""
         self._stop.set()
         self._wake.set()
@@ -169,7 +175,8 @@ class Mirror:
             failed = self.sync()
             if not failed:
                 return []
-            time.sleep(2 ** attempt)
+            if attempt + 1 < tries:
+                time.sleep(backoff_s * 2 ** attempt)
         log.error("%d file(s) of %s were not uploaded to %s: %s; they are still in the local folder (copy them "
                   "by hand, e.g. with `aws s3 cp --recursive`)", len(failed), self.folder, self.url,
                   ", ".join(failed))

@@ -1,0 +1,207 @@
+"""`playground runs list|show|diff|compare` and the `sweep` parser: tables of experiments for the shell.
+
+cli.py adds these parsers and hands the parsed arguments to `main`; the work is done by the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import logging
+import os
+from typing import Any
+
+from playground.errors import UsageError
+from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository
+from playground.lab.tags import runs_root
+
+log = logging.getLogger(__name__)
+
+
+def add_parsers(commands: Any) -> None:
+    """Add `runs` and `sweep` to the `playground` subcommands."""
+    root_help = "runs root: a folder or s3://bucket/prefix (default: $PLAYGROUND_RUNS or ./runs)"
+    runs = commands.add_parser("runs", help="list, show, diff and compare recorded experiments")
+    sub = runs.add_subparsers(dest="runs_command", required=True, parser_class=type(runs))
+    listing = sub.add_parser("list", help="a table of every experiment, oldest first")
+    show = sub.add_parser("show", help="everything recorded about one experiment")
+    show.add_argument("tag", help="a tag or a unique prefix of one")
+    diff = sub.add_parser("diff", help="the opts and the code patches that differ between two experiments")
+    diff.add_argument("tags", nargs=2, metavar="TAG")
+    compare = sub.add_parser("compare", help="a table and a PNG plot of one metric across experiments")
+    compare.add_argument("tags", nargs="+", metavar="TAG")
+    compare.add_argument("--metric", required=True, help="a column of train.csv or test.csv, e.g. test_loss")
+    compare.add_argument("--output", metavar="PNG", help="where the plot goes (default: compare_<metric>.png)")
+    for parser in (listing, show, diff, compare):
+        parser.add_argument("--root", help=root_help)
+
+    sweep = commands.add_parser("sweep", help="run the cartesian product of opts values, each an experiment")
+    sweep.add_argument("--parameters-json", required=True, metavar="JSON_OR_FILE", help="the base opts")
+    sweep.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",
+                       help="override one base opt, as for `run` (repeatable)")
+    sweep.add_argument("--grid", action="append", default=[], required=True, metavar="DOTTED.KEY=V1,V2",
+                       help="values of one opt (each parsed as JSON, else a string; commas inside [...] or "
+                            "{...} do not split); repeat for more keys")
+    sweep.add_argument("--jobs", type=int, default=1, help="points run at once, in separate processes that "
+                       "divide this machine's cores between them (default 1)")
+    sweep.add_argument("--metric", help="metric of the closing table and plot (default: the first test metric)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.command == "sweep":
+        from playground.lab import sweep
+
+        return sweep.command(args)
+    repo = ExperimentRepository(args.root or runs_root())
+    try:
+        return {"list": runs_list, "show": runs_show, "diff": runs_diff, "compare": runs_compare}[
+            args.runs_command](repo, args)
+    except KeyError as e:
+        raise UsageError(e.args[0] if e.args else str(e)) from None
+
+
+def table(frame: Any) -> str:
+    """A DataFrame as plain text, numbers to 4 significant digits, missing values blank."""
+    if frame.empty:
+        return ""
+    return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+
+
+def runs_list(repo: ExperimentRepository, args: argparse.Namespace) -> int:
+    frame = repo.summary()
+    print(table(frame) if len(frame) else f"no experiments in {repo.root}")
+    return 0
+
+
+def runs_show(repo: ExperimentRepository, args: argparse.Namespace) -> int:
+    print(describe(repo[args.tag]))
+    return 0
+
+
+def describe(exp: Experiment) -> str:
+    info = exp.info
+    lines = [f"experiment {exp.tag}: {_status_line(exp, info)}", f"  location  {exp.location}"]
+    if info.get("folder") and os.path.realpath(info["folder"]) != os.path.realpath(exp.location):
+        lines.append(f"  folder    {info['folder']}")
+    if sweep := info.get("sweep"):
+        lines.append(f"  sweep     {sweep.get('id')} point {json.dumps(sweep.get('point'))}")
+    for attempt in info.get("attempts", []):
+        lines.append(f"  attempt {attempt['attempt']}: {attempt.get('started', '')[:19]} .. "
+                     f"{(attempt.get('ended') or '')[:19]:19} {attempt.get('status', 'running'):11} "
+                     f"pid {attempt.get('pid')} on {attempt.get('host')}"
+                     + (f"; opts changed: {', '.join(attempt['opts_changed'])}" if attempt.get("opts_changed")
+                        else ""))
+    artifacts = exp.list_artifacts()
+    if "source.json" in artifacts:
+        lines.append(f"  source    {_source_line(exp['source.json'])}")
+    if "environment.json" in artifacts:
+        env = exp["environment.json"]
+        devices = ", ".join(env.get("gpus") or []) or env.get("cpu")
+        lines.append(f"  env       python {env.get('python')}, torch {env.get('torch')} (CUDA {env.get('cuda')}), "
+                     f"numpy {env.get('numpy')} on {env.get('hostname')}: {devices}")
+    if "opts.json" in artifacts:
+        model = exp["opts.json"].get("model", {})
+        lines.append(f"  model     {model.get('model_name_py')} / {model.get('forward_pass_py')}")
+    if final := {k: v for k, v in exp.final_metrics().items() if k not in NOT_METRICS}:
+        lines.append("  final     " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in final.items()))
+    lines.append("  artifacts " + " ".join(artifacts))
+    return "\n".join(lines)
+
+
+def _source_line(source: dict) -> str:
+    if not source.get("git"):
+        return source.get("note", "")
+    line = f"{source.get('toplevel')} at {source.get('commit')} ({source.get('branch')})"
+    if source.get("dirty"):
+        line += ", with uncommitted changes (source.git-patch)"
+    return line + f", {len(source.get('untracked', []))} untracked file(s)"
+
+
+def _status_line(exp: Experiment, info: dict) -> str:
+    current = exp.status
+    if current == "failed":
+        return f"failed: {info.get('error')}"
+    if current == "killed":
+        return f"killed (status.json says running, but pid {info.get('pid')} on {info.get('host')} is gone); " \
+               f"`playground run --resume {exp.tag}` continues it"
+    if current == "interrupted":
+        return f"interrupted ({info.get('error')}); `playground run --resume {exp.tag}` continues it"
+    return current
+
+
+def runs_diff(repo: ExperimentRepository, args: argparse.Namespace) -> int:
+    a, b = (repo[t] for t in args.tags)
+    differ = repo.diff(a.tag, b.tag)
+    print(f"opts: {len(differ)} differ between {a.tag} and {b.tag}")
+    width = max((len(k) for k in differ), default=0)
+    for key, (left, right) in differ.items():
+        print(f"  {key:{width}}  {json.dumps(left)}  ->  {json.dumps(right)}")
+    sources = [exp["source.json"] if "source.json" in exp else {} for exp in (a, b)]
+    if sources[0].get("commit") != sources[1].get("commit"):
+        print(f"commit: {sources[0].get('commit')} -> {sources[1].get('commit')}")
+    patches = [exp["source.git-patch"] if "source.git-patch" in exp else "" for exp in (a, b)]
+    if patches[0] == patches[1]:
+        print("code patch: identical" + ("" if patches[0] else " (none: clean working trees or not in git)"))
+    else:
+        print("code patch (a diff of the two `git diff HEAD` patches):")
+        print("".join(difflib.unified_diff(patches[0].splitlines(True), patches[1].splitlines(True),
+                                           f"{a.tag}/source.git-patch", f"{b.tag}/source.git-patch")))
+    return 0
+
+
+def metric_artifact(exp: Experiment, metric: str) -> str:
+    """The CSV of `exp` holding column `metric`."""
+    for name in ("test.csv", "train.csv"):
+        if name in exp and metric in exp[name].columns:
+            return name
+    raise KeyError(f"{exp.tag} records no metric {metric!r} in test.csv or train.csv")
+
+
+def compare(repo: ExperimentRepository, experiments: list[Experiment], metric: str, png: str,
+            labels: dict[str, str] | None = None) -> tuple[Any, str]:
+    """(table: per experiment the final, min and max of `metric`; the PNG path of its curves, one per run)."""
+    import pandas as pd
+
+    labels = labels or {e.tag: e.tag for e in experiments}
+    artifact = metric_artifact(experiments[0], metric)
+    melded = repo.meld_csv({e.tag: labels[e.tag] for e in experiments}, artifact, metric)
+    rows = []
+    for exp in experiments:
+        series = melded[labels[exp.tag]].dropna()
+        rows.append({"tag": exp.tag, **({"label": labels[exp.tag]} if labels[exp.tag] != exp.tag else {}),
+                     "status": exp.status, "epochs": series.index.max() if len(series) else None,
+                     f"final {metric}": series.iloc[-1] if len(series) else None,
+                     "min": series.min(), "max": series.max()})
+    plot(melded, metric, png)
+    return pd.DataFrame(rows), png
+
+
+def plot(melded: Any, metric: str, png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for column in melded.columns:
+        series = melded[column].dropna()
+        axes.plot(series.index, series.values, marker="." if len(series) < 50 else None, label=str(column))
+    axes.set_xlabel(melded.index.name or "epoch")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric} across {len(melded.columns)} experiment(s)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
+    figure.savefig(png + ".tmp.png", dpi=100)
+    os.replace(png + ".tmp.png", png)
+    plt.close(figure)
+
+
+def runs_compare(repo: ExperimentRepository, args: argparse.Namespace) -> int:
+    experiments = [repo[t] for t in args.tags]
+    frame, png = compare(repo, experiments, args.metric, args.output or f"compare_{args.metric}.png")
+    print(table(frame))
+    print(f"plot: {png}")
+    return 0

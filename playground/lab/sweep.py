@@ -1,0 +1,338 @@
+"""Sweeps: many experiments from one base opts, each point its own tagged experiment under the runs root.
+
+    playground sweep --parameters-json base.json --grid model_param.base_learning_rate=0.1,0.01 \\
+                     --grid model_param.hidden_sizes=[64],[128,64] --jobs 2
+
+A sweep is identified by its base opts and points (`Sweep.id`, a digest), and keeps its bookkeeping in
+`<runs root>/_sweeps/<id>.json`: the points and the tag of each. Every point is created up front as a `queued`
+experiment (its resolved opts in opts.json, the sweep id and point in status.json) and run in its own process
+as `playground run --resume <folder>`; re-running the same command skips complete points and resumes the others
+from their last checkpoint. SIGINT or SIGTERM stops the sweep: running points checkpoint and stop.
+
+The grid is one way to make points; `Sweep` takes any list of {dotted.key: value} dicts, so a search algorithm
+can propose points, run them with `Sweep(...).run()`, read `Sweep.results()` and propose the next round.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from playground import checkpoint
+from playground.errors import OptsError, PlaygroundError, UsageError
+from playground.lab import status
+from playground.lab.run import create
+from playground.lab.store import Mirror
+from playground.lab.tags import is_url, local_root, runs_root
+
+log = logging.getLogger(__name__)
+POLL_S = 0.1
+
+
+class SweepInterrupted(PlaygroundError):
+    """The sweep was stopped by a signal; its running points checkpointed. Re-running it resumes them."""
+
+    exit_code = 143
+
+
+def split_values(raw: str) -> list[str]:
+    """Split on commas outside brackets, braces and quotes: "[64,64],[128]" -> ["[64,64]", "[128]"]."""
+    parts, depth, quote, current = [], 0, False, ""
+    for char in raw:
+        if char == '"':
+            quote = not quote
+        elif not quote and char in "[{":
+            depth += 1
+        elif not quote and char in "]}":
+            depth -= 1
+        if char == "," and depth == 0 and not quote:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return parts + [current]
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses (numbers, true, lists...), else the text itself, as `--set` does."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_grid(items: list[str]) -> list[tuple[str, list]]:
+    """`--grid key=v1,v2` arguments as [(key, [v1, v2])], in the order given."""
+    grid = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw:
+            raise UsageError(f"--grid {item!r}: expected dotted.key=V1,V2, e.g. --grid "
+                             "model_param.base_learning_rate=0.1,0.01")
+        if key.strip() in (k for k, _ in grid):
+            raise UsageError(f"--grid {key.strip()}: given twice; put all its values in one --grid")
+        grid.append((key.strip(), [parse_value(v.strip()) for v in split_values(raw)]))
+    return grid
+
+
+def grid_points(grid: list[tuple[str, list]]) -> list[dict[str, Any]]:
+    """The cartesian product, the first key varying slowest."""
+    keys = [k for k, _ in grid]
+    return [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
+
+
+def point_opts(base: dict, point: dict[str, Any]) -> dict:
+    """The base opts with the point's values set, in a folder of its own under the runs root."""
+    opts = json.loads(json.dumps(base))
+    for key, value in point.items():
+        *parents, leaf = key.split(".")
+        node = opts
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--grid {key}: {part} is not an object, so it has no keys")
+        node[leaf] = value
+    opts.setdefault("output", {})["checkpoint_folder"] = ""
+    return opts
+
+
+def describe_point(point: dict[str, Any]) -> str:
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={json.dumps(v)}" for k, v in point.items())
+
+
+def core_groups(jobs: int) -> list[list[int]]:
+    """This process's cores divided into `jobs` groups (shared round-robin when there are fewer cores)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    n = len(cores)
+    return [cores[i * n // jobs:(i + 1) * n // jobs] or [cores[i % n]] for i in range(jobs)]
+
+
+class Sweep:
+    """Points of one base opts, run as experiments under `root`, resumable by their own bookkeeping."""
+
+    def __init__(self, root: str, base: dict, points: list[dict[str, Any]], grid: list | None = None):
+        self.root, self.base, self.points, self.grid = root, base, points, grid
+        digest = hashlib.sha256(json.dumps({"base": point_opts(base, {}), "points": points}, sort_keys=True)
+                                .encode()).hexdigest()
+        self.id = digest[:12]
+        self.folder = os.path.join(local_root(root), "_sweeps")
+        self.path = os.path.join(self.folder, f"{self.id}.json")
+        self.tags: list[str | None] = [None] * len(points)
+
+    def resolve(self) -> list[dict]:
+        """Every point's resolved opts; every problem of every point at once (OptsError)."""
+        from playground import runner
+
+        resolved, problems = [], []
+        for point in self.points:
+            try:
+                resolved.append(runner.prepare(point_opts(self.base, point))[0])
+            except OptsError as e:
+                problems += [f"point {describe_point(point)}: {p}" for p in e.problems]
+        if problems:
+            raise OptsError(problems)
+        return resolved
+
+    def plan(self) -> None:
+        """Load the bookkeeping, and create a queued experiment for every point that has none yet."""
+        if not os.path.exists(self.path) and is_url(self.root):
+            self._download(self.path)
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                saved = json.load(f)
+            self.tags = [p.get("tag") for p in saved["points"]]
+        resolved = self.resolve()
+        for i, (point, opts) in enumerate(zip(self.points, resolved)):
+            if self.tags[i] is None or not self.status(i):
+                self.tags[i], folder = create(opts, self.root, sweep={"id": self.id, "point": point, "index": i})
+                if is_url(self.root):  # queued points are visible in the store, and resumable from elsewhere
+                    Mirror(folder, f"{self.root.rstrip('/')}/{self.tags[i]}").close(tries=2)
+                self.save()
+        self.save()
+
+    def save(self) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        record = {"id": self.id, "root": self.root, "grid": self.grid, "base": self.base,
+                  "points": [{"values": p, "tag": t} for p, t in zip(self.points, self.tags)]}
+        checkpoint.atomic_write(self.path, json.dumps(record, indent=1).encode())
+        if is_url(self.root):
+            self._upload(self.path)
+
+    def _upload(self, path: str) -> None:
+        from playground.lab.store import filesystem
+
+        try:
+            fs, base = filesystem(self.root)
+            fs.put_file(path, f"{base.rstrip('/')}/_sweeps/{os.path.basename(path)}")
+        except Exception as e:  # noqa: BLE001 - the local copy is the one that matters for resuming
+            log.warning("could not upload %s to %s: %s", path, self.root, e)
+
+    def _download(self, path: str) -> None:
+        """The bookkeeping of a sweep begun on another machine, from the store."""
+        from playground.lab.store import filesystem
+
+        fs, base = filesystem(self.root)
+        remote = f"{base.rstrip('/')}/_sweeps/{os.path.basename(path)}"
+        if fs.exists(remote):
+            os.makedirs(self.folder, exist_ok=True)
+            fs.get_file(remote, path)
+
+    def status(self, i: int) -> dict:
+        """status.json of point i: the local copy, else (URL root) the store's; {} when there is none."""
+        found = status.read(self.experiment_folder(i))
+        if found is None and is_url(self.root):
+            from playground.lab.store import Store
+
+            try:
+                found = json.loads(Store(self.root).read(self.tags[i], status.FILE))
+            except FileNotFoundError:
+                found = None
+        return found or {}
+
+    def experiment_folder(self, i: int) -> str:
+        return os.path.join(local_root(self.root), self.tags[i])
+
+    def run(self, jobs: int = 1) -> dict[str, str]:
+        """Run every unfinished point, `jobs` at a time; returns {tag: status}."""
+        todo = []
+        for i, tag in enumerate(self.tags):
+            current = status.effective(self.status(i))
+            if current == "complete":
+                print(f"[{i + 1}/{len(self.tags)}] {tag} {describe_point(self.points[i])}: complete, skipped")
+            elif current == "running":
+                print(f"[{i + 1}/{len(self.tags)}] {tag}: still running in another process, skipped")
+            else:
+                todo.append(i)
+        _Launcher(self, todo, max(1, min(jobs, len(todo) or 1))).run()
+        return {tag: status.effective(self.status(i)) for i, tag in enumerate(self.tags)}
+
+    def results(self) -> Any:
+        """A DataFrame, a row per point: tag, status, the point's values and final metrics."""
+        from playground.lab.repository import ExperimentRepository
+
+        repo = ExperimentRepository(self.root)
+        frame = repo.summary([repo[t] for t in self.tags])
+        for key in reversed(list(self.points[0]) if self.points else []):
+            frame.insert(2, key.rsplit(".", 1)[-1], [json.dumps(p[key]) for p in self.points])
+        return frame.drop(columns=[c for c in ("model", "forward", "sweep", "start") if c in frame.columns])
+
+
+class _Launcher:
+    """Runs points as child processes, each on its own group of cores; forwards SIGINT/SIGTERM as SIGTERM."""
+
+    def __init__(self, sweep: Sweep, todo: list[int], jobs: int):
+        self.sweep, self.todo, self.jobs = sweep, list(todo), jobs
+        self.groups = core_groups(jobs)
+        self.running: dict[subprocess.Popen, tuple[int, int, float]] = {}  # -> (point, group, start)
+        self.signals: list[int] = []
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+        for proc in self.running:  # a second signal kills what the first only asked to stop
+            proc.send_signal(signal.SIGTERM if len(self.signals) == 1 else signal.SIGKILL)
+
+    def run(self) -> None:
+        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            free = list(range(self.jobs))
+            while (self.todo and not self.signals) or self.running:
+                while self.todo and free and not self.signals:
+                    self.launch(self.todo.pop(0), free.pop(0))
+                time.sleep(POLL_S)
+                for proc, (i, group, started) in list(self.running.items()):
+                    if proc.poll() is not None:
+                        del self.running[proc]
+                        free.append(group)
+                        self.report(i, time.monotonic() - started)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if self.signals:
+            raise SweepInterrupted(f"sweep {self.sweep.id} stopped by {signal.Signals(self.signals[0]).name}; "
+                                   "re-run the same command to resume it")
+
+    def launch(self, i: int, group: int) -> None:
+        folder = os.path.abspath(self.sweep.experiment_folder(i))
+        cores = self.groups[group]
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {**os.environ, "OMP_NUM_THREADS": str(len(cores)), "MKL_NUM_THREADS": str(len(cores)),
+               "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p),
+               "PLAYGROUND_RUNS": self.sweep.root if is_url(self.sweep.root) else os.path.abspath(self.sweep.root)}
+        # a folder resumes as it is; a tag (URL root) first downloads the experiment if it is not here
+        ref = self.sweep.tags[i] if is_url(self.sweep.root) else folder
+        os.makedirs(folder, exist_ok=True)
+        print(f"[{i + 1}/{len(self.sweep.tags)}] {self.sweep.tags[i]} {describe_point(self.sweep.points[i])}: "
+              f"started on core(s) {','.join(map(str, cores))}", flush=True)
+        with open(os.path.join(folder, "console.txt"), "ab") as console:
+            affinity = (lambda: os.sched_setaffinity(0, cores)) if hasattr(os, "sched_setaffinity") else None
+            proc = subprocess.Popen([sys.executable, "-m", "playground", "run", "--resume", ref],
+                                    stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True, preexec_fn=affinity)
+        self.running[proc] = (i, group, time.monotonic())
+
+    def report(self, i: int, seconds: float) -> None:
+        info = self.sweep.status(i)
+        current = status.effective(info)
+        detail = f": {info.get('error')}" if current == "failed" else ""
+        print(f"[{i + 1}/{len(self.sweep.tags)}] {self.sweep.tags[i]} {describe_point(self.sweep.points[i])}: "
+              f"{current} after {seconds:.1f} s{detail}", flush=True)
+
+
+def default_metric(opts: dict) -> str:
+    metrics = (opts.get("output") or {}).get("metrics") or []
+    tests = [m["name"] for m in metrics if not m.get("is_train", str(m.get("name", "")).startswith("train"))]
+    return (tests or [m["name"] for m in metrics] or ["train_loss"])[0]
+
+
+def command(args: argparse.Namespace) -> int:
+    """`playground sweep`: plan, run, then print the comparison table and write the plot."""
+    from playground import opts as opts_lib
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    base = opts_lib.load_opts(args.parameters_json)
+    for assignment in args.set:
+        opts_lib.apply_set(base, assignment)
+    grid = parse_grid(args.grid)
+    root = runs_root(base)
+    sweep = Sweep(root, base, grid_points(grid), grid)
+    sweep.plan()
+    print(f"sweep {sweep.id}: {len(sweep.points)} point(s) under {root} (bookkeeping {sweep.path})", flush=True)
+    try:
+        outcome = sweep.run(args.jobs)
+    finally:
+        _conclude(sweep, args.metric or default_metric(base))
+    if failed := {t: s for t, s in outcome.items() if s != "complete"}:
+        raise PlaygroundError(f"sweep {sweep.id}: {len(failed)} of {len(outcome)} point(s) did not complete "
+                              f"({', '.join(f'{t} {s}' for t, s in failed.items())}); `playground runs show TAG` "
+                              "says why; re-run the same command to resume them")
+    return 0
+
+
+def _conclude(sweep: Sweep, metric: str) -> None:
+    """The comparison table and plot of whatever has run so far."""
+    from playground.lab import commands
+    from playground.lab.repository import ExperimentRepository
+
+    print(commands.table(sweep.results()))
+    repo = ExperimentRepository(sweep.root)
+    ran = [repo[t] for t in sweep.tags if t and any(n.endswith(".csv") for n in repo[t].list_artifacts())]
+    if not ran:
+        return
+    labels = {e.tag: describe_point(sweep.points[sweep.tags.index(e.tag)]) for e in ran}
+    try:
+        _, png = commands.compare(repo, ran, metric, os.path.join(sweep.folder, f"{sweep.id}_{metric}.png"), labels)
+    except KeyError as e:
+        log.warning("no plot: %s", e.args[0])
+        return
+    if is_url(sweep.root):
+        sweep._upload(png)
+    print(f"plot: {png}")
