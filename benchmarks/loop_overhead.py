@@ -62,7 +62,7 @@ def handwritten_loop(steps: int, metrics: bool) -> float:
     order = data.epoch_order(len(dataset), steps * BATCH, 1, 0)
     log = []
     for step in range(steps):
-        x, y = dataset.__getitems__(order[step * BATCH:(step + 1) * BATCH].tolist())
+        x, y = dataset.get_batch(order[step * BATCH:(step + 1) * BATCH].tolist())
         logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -85,7 +85,7 @@ from playground.builtins import synthetic_input
 dataset = synthetic_input.make(6400, 32, 10, 3.0, 1, "train")
 model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-x, y = dataset.__getitems__(list(range(64)))
+x, y = dataset.get_batch(list(range(64)))
 loss = torch.nn.functional.cross_entropy(model(x), y)
 optimizer.zero_grad(); loss.backward(); optimizer.step()
 print(time.time())

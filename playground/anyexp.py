@@ -285,7 +285,8 @@ class AnyExp:
                 "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
                 "grad_scaler": self.scaler.state_dict(), "state": self.state.state_dict(),
                 "history": self.history, "checkpoints": self.checkpoints, "rng": checkpoint.rng_states(),
-                "handlers": [h.state_dict() for h in self.handlers], "opts": self.opts}
+                "handlers": [{"name": type(h).__name__, "state": h.state_dict()} for h in self.handlers],
+                "opts": self.opts}
 
     def load_checkpoint_state(self, saved: dict, weights_only: bool = False) -> None:
         """Restore a `checkpoint_state`; with weights_only, only the network's parameters and buffers."""
@@ -300,9 +301,14 @@ class AnyExp:
         self.history, self.checkpoints = saved["history"], saved["checkpoints"]
         self.latest = {k: v for rows in self.history.values() for row in rows for k, v in row.items()
                        if k not in ("epoch", "iteration")}
-        for handler, state in zip(self.handlers, saved["handlers"]):
-            handler.load_state_dict(state)
-        checkpoint.set_rng_states(saved["rng"])
+        saved_handlers = saved["handlers"]
+        if [h["name"] for h in saved_handlers] != [type(h).__name__ for h in self.handlers]:
+            log.warning("the handlers differ from the checkpoint's (%s); their saved state is not restored",
+                        ", ".join(h["name"] for h in saved_handlers))
+        else:
+            for handler, entry in zip(self.handlers, saved_handlers):
+                handler.load_state_dict(entry["state"])
+        checkpoint.set_rng_states(saved["rng"])  # last: nothing may draw between restoring and training
 
     def save_checkpoint(self, final: bool = False) -> str | None:
         """Write a checkpoint named by the checkpoint-path component (rank 0 only); return its path."""

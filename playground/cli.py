@@ -95,8 +95,10 @@ def log_file(path: str) -> Iterator[None]:
     logging.getLogger().addHandler(handler)
     try:
         yield
-    except Exception:
-        if not isinstance(sys.exc_info()[1], PlaygroundError):
+    except Exception as e:
+        if isinstance(e, PlaygroundError):
+            handler.stream.write(f"error: {e}\n")
+        else:
             handler.stream.write(traceback.format_exc())
         raise
     finally:

@@ -24,7 +24,7 @@ ROLES: dict[str, Role] = {
     "input.input_name_py": Role(
         "input", ("get_dataset",),
         "get_dataset(exp, split) -> torch Dataset for split 'train' or 'test'. Items are (input, label); a "
-        "dataset may define __getitems__(indices) returning a whole batch (faster for in-memory data) and "
+        "dataset may define get_batch(indices) returning a whole batch (faster for in-memory data) and "
         "set_epoch(epoch), called before each epoch, to derive its augmentation from (seed, epoch, index)."),
     "model.model_name_py": Role(
         "model", ("Experiment",),

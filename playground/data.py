@@ -41,10 +41,23 @@ def test_batch_indices(num_samples: int, total_batch: int, rank: int, per_rank: 
 
 
 def fetch(dataset: Dataset, indices: list[int]) -> Any:
-    """One batch: the dataset's own batched read when it has one, else its items collated."""
-    if hasattr(dataset, "__getitems__"):
-        return dataset.__getitems__(indices)
+    """One batch: the dataset's own batched read (`get_batch`) when it has one, else its items collated."""
+    if hasattr(dataset, "get_batch"):
+        return dataset.get_batch(indices)
     return default_collate([dataset[i] for i in indices])
+
+
+class _Batches(Dataset):
+    """Batch b of `index_lists` as one item, so DataLoader workers fetch and collate whole batches."""
+
+    def __init__(self, dataset: Dataset, index_lists: list[list[int]]):
+        self.dataset, self.index_lists = dataset, index_lists
+
+    def __len__(self) -> int:
+        return len(self.index_lists)
+
+    def __getitem__(self, b: int) -> Any:
+        return fetch(self.dataset, self.index_lists[b])
 
 
 def batches(dataset: Dataset, index_lists: list[list[int]], workers: int, seed: int, pin_memory: bool) -> Iterator:
@@ -52,14 +65,9 @@ def batches(dataset: Dataset, index_lists: list[list[int]], workers: int, seed: 
     if workers == 0:
         return (fetch(dataset, indices) for indices in index_lists)
     # A private generator: creating the loader must not draw from the global RNG (exact resume).
-    loader = DataLoader(dataset, batch_sampler=index_lists, num_workers=workers, pin_memory=pin_memory,
-                        collate_fn=_identity if hasattr(dataset, "__getitems__") else default_collate,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(_Batches(dataset, index_lists), batch_size=None, num_workers=workers,
+                        pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
     return iter(loader)
-
-
-def _identity(batch: Any) -> Any:
-    return batch
 
 
 def _mix(*numbers: int) -> int:

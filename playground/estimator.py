@@ -408,7 +408,7 @@ class TensorData(Dataset):
     def __getitem__(self, index: int) -> tuple:
         return tuple(t[index] for t in self.tensors)
 
-    def __getitems__(self, indices: list[int]) -> tuple:
+    def get_batch(self, indices: list[int]) -> tuple:
         index = torch.tensor(indices)
         return tuple(t[index] for t in self.tensors)
 

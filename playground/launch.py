@@ -21,7 +21,9 @@ path from the meeting point. torch.distributed has no authentication: run it on 
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -228,10 +230,19 @@ def joined(opts: dict, components: Any, place: Place) -> Iterator[tuple[torch.de
                             timeout=timeout, device_id=device if backend == "nccl" else None)
     distributed.set_control_group(dist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None)
     log.info("joined as %s on %s (%s, %d thread(s))", place, device, backend, torch.get_num_threads())
+    atexit.register(_leave)
     yield device, room
-    # Only after success: after a failure another rank may be gone, and the process exits anyway.
-    distributed.set_control_group(None)
-    dist.destroy_process_group()
+    _leave(every_backend=True)  # after a failure only _leave at exit: NCCL's destroy may wait for gone peers
+
+
+def _leave(every_backend: bool = False) -> None:
+    """Free what holds the process group (DistributedDataParallel sits in reference cycles), then destroy it,
+    while the interpreter is whole: gloo's threads torn down during interpreter finalization can abort the
+    process (SIGABRT, "terminate called without an active exception")."""
+    gc.collect()
+    if dist.is_initialized() and (every_backend or dist.get_backend() == "gloo"):
+        distributed.set_control_group(None)
+        dist.destroy_process_group()
 
 
 def _meeting_point(opts: dict, components: Any, place: Place) -> tuple[dist.Store, str]:

@@ -49,8 +49,9 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                                      "schedule. This or `optimizer_py` must be set.", '"sgd_param_update"'),
     "model.optimizer_py": Opt(_STR, "", OPTIONAL, "Optimizer component: the same protocol as `parameter_update_py`; "
                               "used when that one is empty."),
-    "model.rendezvous_py": Opt(_STR, None, REQUIRED, "Rendezvous component: how processes meet for distributed "
-                               "training (unused by a single process).", '"rendezvous_filestore"'),
+    "model.rendezvous_py": Opt(_STR, None, REQUIRED, "Rendezvous component: how the hosts of a multi-host run "
+                               "meet (num_shards > 1; one host's processes meet without it).",
+                               '"rendezvous_filestore"'),
     "model.additional_override_py": Opt(_STR, "", OPTIONAL, "Override component: its functions replace methods of "
                                         "the experiment class."),
     "model.module_maps": Opt(_LIST, [], OPTIONAL, "Extra modules defining MODULE_MAP, searched before module_map.py."),

@@ -4,6 +4,7 @@ Everything that can be wrong with the opts is found in `prepare`, before anythin
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -97,6 +98,13 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
     classes = {kind: [(entry, attempt(f"output.{kind}[{i}].{field}", entry.get(field)))
                       for i, entry in enumerate(opts_lib.get(opts, f"output.{kind}") or []) if isinstance(entry, dict)]
                for kind, field in entries.items()}
+    for kind, kargs_key in (("metrics", "meter_kargs"), ("handlers", "kargs")):
+        for i, (entry, cls) in enumerate(classes[kind]):
+            if cls is not None and isinstance(entry.get(kargs_key), dict):
+                try:
+                    inspect.signature(cls).bind(**entry[kargs_key])
+                except TypeError as e:
+                    problems.append(f"output.{kind}[{i}].{kargs_key}: {e} for {cls.__name__}; see its docstring")
     if problems or any(found[role] is None for role in MODULE_ROLES if role != "override"):
         return None, found, problems
     return Components(**found, meters=classes["metrics"], handlers=default_handlers(opts, classes["handlers"]),

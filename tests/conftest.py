@@ -17,6 +17,13 @@ def example_opts() -> dict:
     return json.loads(EXAMPLE.read_text())["opts"]
 
 
+@pytest.fixture(autouse=True)
+def runs_root(tmp_path, monkeypatch):
+    """Every test's lab book lives in its own temporary runs root, never in ./runs."""
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
 @pytest.fixture
 def tiny_opts(tmp_path) -> dict:
     """The MLP example, small enough to train in well under a second: 10 iterations per epoch, 2 epochs."""

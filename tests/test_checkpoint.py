@@ -92,6 +92,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_one_before(tiny_opts, tmp_p
     tiny_opts["epoch_iter"]["num_epochs"] = 2
     assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
     os.remove(run / "model_final.pt")
+    os.remove(run / "status.json")  # make the finished experiment look unfinished again
     newest = run / "model_checkpoint_epoch2.pt"
     newest.write_bytes(newest.read_bytes()[:-10])
     tiny_opts["epoch_iter"]["num_epochs"] = 3

@@ -32,6 +32,7 @@ SLOW_MODULE = '''import os, time
 def on_iteration_end(self):
     time.sleep(float(os.environ.get("PLAYGROUND_TEST_SLEEP", "0")))
 '''
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the launcher tests read /proc and use POSIX signals")
 STOPPED_AT = re.compile(r"rank (\d+): stopped by SIGTERM.* at epoch (\d+) iteration (\d+)")
 
 

@@ -59,7 +59,7 @@ def estimator(net: torch.nn.Module | None = None, **kargs) -> Estimator:
 class FewerLabels(TensorDataset):
     """Batches whose labels hold one sample only."""
 
-    def __getitems__(self, indices: list[int]) -> tuple:
+    def get_batch(self, indices: list[int]) -> tuple:
         x, y = self.tensors
         return x[indices], y[indices][:1]
 

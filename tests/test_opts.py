@@ -188,3 +188,12 @@ def test_dry_run_prints_resolved_opts_and_components_without_training(tmp_path):
 def test_malformed_trees_are_reported_not_crashed_on(bad):
     opts = {**example_opts(), **bad}
     assert problems_of(opts)
+
+
+def test_meter_and_handler_kargs_are_checked_against_the_class():
+    opts = example_opts()
+    opts["output"]["metrics"][1]["meter_kargs"]["topk_"] = 5
+    opts["output"]["handlers"] = [{"handler_py": "EarlyStopping", "kargs": {"monitr": "test_loss"}}]
+    problems = problems_of(opts)
+    assert any(p.startswith("output.metrics[1].meter_kargs:") and "topk_" in p for p in problems)
+    assert any(p.startswith("output.handlers[0].kargs:") and "monitr" in p for p in problems)

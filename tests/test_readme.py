@@ -13,9 +13,11 @@ from playground.registry import import_path
 def documented_tables() -> dict[str, str]:
     """Heading -> table: the framework's keys, then each component module's own OPTS."""
     tables = {"framework": opts.reference_table(opts.FRAMEWORK_OPTS)}
-    for name, path in sorted(module_map.MODULE_MAP.items()):
+    seen = set()
+    for path in sorted(set(module_map.MODULE_MAP.values())):
         module = import_path(path)
-        if isinstance(module, ModuleType) and getattr(module, "OPTS", None) and module.__name__ not in tables:
+        if isinstance(module, ModuleType) and getattr(module, "OPTS", None) and id(module.OPTS) not in seen:
+            seen.add(id(module.OPTS))
             tables[module.__name__] = opts.reference_table(module.OPTS)
     return tables
 

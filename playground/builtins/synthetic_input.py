@@ -18,7 +18,7 @@ OPTS = {
 
 
 class SyntheticDataset(Dataset):
-    """`num` samples as two tensors; batches are read with one indexing operation (`__getitems__`)."""
+    """`num` samples as two tensors; batches are read with one indexing operation (`get_batch`)."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor):
         self.features, self.labels = features, labels
@@ -29,7 +29,7 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.features[index], self.labels[index]
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.tensor(indices)
         return self.features[index], self.labels[index]
 

@@ -1,0 +1,49 @@
+"""Batch composition: a function of (seed, epoch), the same global batches for any number of processes."""
+import torch
+from torch.utils.data import Dataset
+
+from playground import data
+from playground.builtins.synthetic_input import make
+
+
+class Squares(Dataset):
+    """Items one by one, collated by the framework."""
+
+    def __len__(self):
+        return 50
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i * i)]), i
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch_and_covers_the_data():
+    a, b = data.epoch_order(50, 120, seed=3, epoch=2), data.epoch_order(50, 120, seed=3, epoch=2)
+    assert torch.equal(a, b) and len(a) == 120
+    assert sorted(a[:50].tolist()) == list(range(50))  # each pass over the data is a permutation
+    assert not torch.equal(a, data.epoch_order(50, 120, seed=3, epoch=3))
+    assert not torch.equal(a, data.epoch_order(50, 120, seed=4, epoch=2))
+
+
+def test_ranks_split_each_global_batch_into_disjoint_slices():
+    order = data.epoch_order(50, 48, seed=0, epoch=0)
+    whole = data.train_batch_indices(order, 16, rank=0, per_rank=16, start=0, stop=3)
+    halves = [data.train_batch_indices(order, 16, rank=r, per_rank=8, start=0, stop=3) for r in (0, 1)]
+    for b in range(3):
+        assert halves[0][b] + halves[1][b] == whole[b]
+    assert data.train_batch_indices(order, 16, 0, 16, start=2, stop=3) == whole[2:]  # resume at batch 2
+
+
+def test_test_batches_cover_the_test_set_once_across_ranks():
+    per_rank = [data.test_batch_indices(21, 8, rank=r, per_rank=4, num_batches=0) for r in (0, 1)]
+    seen = sorted(i for batches in per_rank for batch in batches for i in batch)
+    assert seen == list(range(21))
+    assert len(data.test_batch_indices(21, 8, 0, 8, num_batches=2)) == 2
+
+
+def test_worker_processes_give_the_same_batches_as_the_training_process():
+    for dataset in (Squares(), make(50, 4, 3, 1.0, seed=0, split="train")):
+        indices = [[3, 1, 4], [1, 5, 9], [2, 6]]
+        inline = list(data.batches(dataset, indices, workers=0, seed=0, pin_memory=False))
+        workers = list(data.batches(dataset, indices, workers=2, seed=0, pin_memory=False))
+        for a, b in zip(inline, workers, strict=True):
+            assert all(torch.equal(x, y) for x, y in zip(a, b))
