@@ -21,27 +21,24 @@ class Meter:
 
     @torch.no_grad()
     def update(self, blobs: dict) -> None:
-        batch = self.batch_sums(blobs).to(torch.float64)
+        batch = self.batch_sums(blobs)
         self.sums = batch if self.sums is None else self.sums + batch
 
     def batch_sums(self, blobs: dict) -> torch.Tensor:
-        """The sums this batch adds, as a 1-D tensor; the last entry is conventionally the sample count."""
+        """The sums this batch adds, as a 1-D float64 tensor; the last entry is conventionally the sample count."""
         raise NotImplementedError
 
     def compute(self) -> float:
-        if self.sums is None or self.sums[-1] == 0:
-            return float("nan")
-        total, count = self.sums.tolist()
-        return total / count
+        total, count = self.sums.tolist() if self.sums is not None else (0.0, 0.0)
+        return total / count if count else float("nan")
 
 
 class ComputeLoss(Meter):
     """Mean of the scalar blob `blob_name` (a per-batch mean), weighted by batch size."""
 
     def batch_sums(self, blobs: dict) -> torch.Tensor:
-        loss = blobs[self.blob_name].detach().float()
-        n = blobs["batch_size"]
-        return torch.stack([loss * n, torch.tensor(float(n), device=loss.device)])
+        loss, n = blobs[self.blob_name].detach().double(), blobs["batch_size"]
+        return torch.stack((loss * n, loss.new_tensor(n)))
 
 
 class ComputeTopKAccuracy(Meter):
@@ -54,7 +51,11 @@ class ComputeTopKAccuracy(Meter):
         self.topk = topk
 
     def batch_sums(self, blobs: dict) -> torch.Tensor:
-        scores, labels = blobs[self.blob_name[0]], blobs[self.blob_name[1]]
-        k = min(self.topk, scores.shape[-1])
-        hits = (scores.detach().topk(k, dim=-1).indices == labels.unsqueeze(-1)).any(dim=-1)
-        return torch.stack([hits.sum().double(), torch.tensor(float(len(labels)), device=hits.device).double()])
+        scores, labels = blobs[self.blob_name[0]].detach(), blobs[self.blob_name[1]]
+        if self.topk == 1:
+            hits = scores.argmax(dim=-1) == labels
+        else:
+            k = min(self.topk, scores.shape[-1])
+            hits = (scores.topk(k, dim=-1).indices == labels.unsqueeze(-1)).any(dim=-1)
+        correct = hits.sum(dtype=torch.float64)
+        return torch.stack((correct, correct.new_tensor(len(labels))))

@@ -111,7 +111,7 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "output.handlers": Opt(_LIST, [], OPTIONAL, "Event handlers: {handler_py, kargs}."),
     "output.progress_bar": Opt(_BOOL, True, OPTIONAL, "Add a ProgressBar handler unless output.handlers lists one: "
                                "a tqdm bar when stderr is a terminal, periodic log lines otherwise (rank 0)."),
-    "output.record_every_iters": Opt(_INT, 1, OPTIONAL, "Training iterations between records of train metrics and "
+    "output.record_every_iters": Opt(_INT, 10, OPTIONAL, "Training iterations between records of train metrics and "
                                      "throughput."),
     "output.checkpoint_every_iters": Opt(_INT, 0, OPTIONAL, "Also checkpoint every N iterations, for exact "
                                          "mid-epoch resume (0: only at epoch ends)."),

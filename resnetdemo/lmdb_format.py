@@ -80,12 +80,13 @@ def encode_image(image: np.ndarray, encoding: str, jpeg_quality: int = 90) -> by
 class LmdbWriter:
     """Writes an image LMDB in index order; use as a context manager. Meta is written only on a clean exit."""
 
-    def __init__(self, path: str | os.PathLike, class_names: list[str], encoding: str):
+    def __init__(self, path: str | os.PathLike, class_names: list[str], encoding: str, source: dict | None = None):
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         self.path = Path(path)
         self.class_names = list(class_names)
         self.encoding = encoding
+        self.source = source  # how the images were made, e.g. the synthetic generator and its flags
         self.count = 0
         self.min_shorter_side: int | None = None
         self._pending: list[tuple[bytes, bytes]] = []
@@ -112,7 +113,7 @@ class LmdbWriter:
         """The `__meta__` record describing what has been added so far."""
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "count": self.count,
                 "class_names": self.class_names, "num_classes": len(self.class_names),
-                "encoding": self.encoding, "min_shorter_side": self.min_shorter_side}
+                "encoding": self.encoding, "min_shorter_side": self.min_shorter_side, "source": self.source}
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from playground.errors import UsageError
+from playground.errors import PlaygroundError, UsageError
 from resnetdemo import shapes
-from resnetdemo.lmdb_format import ENCODINGS, LmdbWriter, encode_image
+from resnetdemo.lmdb_format import ENCODINGS, LmdbReader, LmdbWriter, encode_image
 from resnetdemo.transforms import resize_shorter_side
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,13 @@ def main(argv: list[str]) -> int:
     """Runs `playground make-lmdb ARGV`; returns the exit status (UsageError for bad arguments)."""
     args = _parse(argv)
     out = Path(args.paths[-1])
-    _check_can_write(out, args.overwrite)
     quality = 90 if args.quality is None else args.quality
+    recipe = {"synthetic": args.synthetic, "num": args.num, "size": args.size or 64, "seed": args.seed or 0,
+              "encoding": args.encoding, "quality": quality} if args.synthetic else None
+    if recipe and not args.overwrite and _built_from(out) == recipe:
+        logger.info("%s already holds this synthetic dataset; nothing to do", out)
+        return 0  # so that re-running a quick start command goes straight on to training
+    _check_can_write(out, args.overwrite)
     if args.synthetic:
         class_names, tasks = list(shapes.CLASS_NAMES), range(args.num)
         prepare = functools.partial(_render_shape, size=args.size or 64, seed=args.seed or 0,
@@ -117,7 +122,7 @@ def main(argv: list[str]) -> int:
     partial = out.with_name(out.name + ".partial")
     _remove_lmdb_folder(partial)  # left by a build that was interrupted
     try:
-        count = _write(partial, class_names, args.encoding, tasks, prepare, args.jobs)
+        count = _write(partial, class_names, args.encoding, tasks, prepare, args.jobs, recipe)
         _publish(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -127,12 +132,12 @@ def main(argv: list[str]) -> int:
 
 
 def _write(path: Path, class_names: list[str], encoding: str, tasks: Iterable[Any],
-           prepare: Callable[[Any], EncodedImage | str], jobs: int) -> int:
+           prepare: Callable[[Any], EncodedImage | str], jobs: int, source: dict | None = None) -> int:
     """Writes every task's image to a new LMDB at `path`; returns the number written."""
     tasks = list(tasks)
     skipped = []
     pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else contextlib.nullcontext()
-    with pool, LmdbWriter(path, class_names, encoding) as writer:
+    with pool, LmdbWriter(path, class_names, encoding, source) as writer:
         results = pool.imap(prepare, tasks, chunksize=16) if jobs > 1 else map(prepare, tasks)
         progress = tqdm(results, total=len(tasks), unit="img", disable=not sys.stderr.isatty())
         for task, result in zip(tasks, progress):
@@ -210,6 +215,16 @@ def _list_file_tasks(list_file: Path) -> tuple[list[str], list[tuple[Path, int]]
 def _is_lmdb_folder(path: Path) -> bool:
     """True for a folder holding nothing but LMDB files (or nothing), which is safe to delete."""
     return path.is_dir() and {p.name for p in path.iterdir()} <= _LMDB_FILES
+
+
+def _built_from(out: Path) -> dict | None:
+    """The `source` recorded in an existing LMDB at `out`, or None."""
+    if not (out / "data.mdb").is_file():
+        return None
+    try:
+        return LmdbReader(out).meta.get("source")
+    except PlaygroundError:
+        return None
 
 
 def _check_can_write(out: Path, overwrite: bool) -> None:

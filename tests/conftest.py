@@ -26,10 +26,12 @@ def runs_root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_opts(tmp_path) -> dict:
-    """The MLP example, small enough to train in well under a second: 10 iterations per epoch, 2 epochs."""
+    """The MLP example, small enough to train in well under a second: 10 iterations per epoch, 2 epochs, every
+    iteration recorded."""
     opts = example_opts()
     opts["epoch_iter"].update(num_train_sample_per_epoch=640, num_test_sample=256, num_epochs=2,
                               num_train_iteration_per_test=5)
+    opts["output"]["record_every_iters"] = 1
     opts["output"]["checkpoint_folder"] = str(tmp_path / "run")
     return opts
 

@@ -1,6 +1,7 @@
 """The image LMDB format, make-lmdb, the shapes dataset and the gfs_IN1k input component."""
 
 import logging
+import os
 import shutil
 import types
 
@@ -53,7 +54,7 @@ def test_round_trip_keeps_meta_labels_and_bytes(tmp_path):
     assert len(reader) == 5
     assert reader.meta == {"format": "playground-images", "format_version": 1, "count": 5,
                            "class_names": ["a", "b", "c"], "num_classes": 3, "encoding": "png",
-                           "min_shorter_side": 8}
+                           "min_shorter_side": 8, "source": None}
     assert [reader.read(i) for i in range(5)] == [(image, i % 3) for i, image in enumerate(images)]
 
 
@@ -255,3 +256,14 @@ def test_missing_input_path_names_the_dotted_key(tmp_path):
     del exp.opts["input"]["test_input_path"]
     with pytest.raises(UsageError, match="input.test_input_path is missing"):
         lmdb_input.get_dataset(exp, "test")
+
+
+def test_synthetic_build_is_skipped_when_the_same_dataset_is_there(tmp_path):
+    out = str(tmp_path / "shapes")
+    args = ["--synthetic", "shapes", out, "--num", "12", "--size", "32", "--seed", "3"]
+    assert make_lmdb.main(args) == 0
+    before = os.path.getmtime(os.path.join(out, "data.mdb"))
+    assert make_lmdb.main(args) == 0  # the quick start command can be re-run
+    assert os.path.getmtime(os.path.join(out, "data.mdb")) == before
+    with pytest.raises(UsageError, match="already exists"):
+        make_lmdb.main([*args[:-1], "4"])  # another seed: refused, not silently kept

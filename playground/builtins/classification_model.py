@@ -1,4 +1,4 @@
-"""Model component: classification with cross-entropy. Blobs: loss, logits, softmax, label."""
+"""Model component: classification with cross-entropy. Blobs: loss, logits, softmax (on demand), label."""
 from __future__ import annotations
 
 import torch
@@ -12,10 +12,20 @@ OPTS = {
 }
 
 
+class Blobs(dict):
+    """Outputs of a batch; 'softmax' is derived from 'logits' only when a meter asks for it."""
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        if key != "softmax":
+            raise KeyError(key)
+        self[key] = self["logits"].detach().float().softmax(-1)
+        return self[key]
+
+
 class Experiment(AnyExp):
     """Any network mapping inputs to class scores, trained with (optionally smoothed) cross-entropy."""
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict:
         logits = self.model(inputs)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.opts["model_param"]["label_smoothing"])
-        return {"loss": loss, "logits": logits, "softmax": logits.detach().float().softmax(-1), "label": labels}
+        return Blobs(loss=loss, logits=logits, label=labels)
