@@ -373,7 +373,7 @@ def test_lr_monitor_records_every_param_group(tmp_path):
     estimator = Estimator(net, handlers=[LRMonitor()], optimizer=optimizer, device="cpu", progress_bar=False,
                           lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
     out = estimator.fit((torch.randn(24, 4), torch.randint(3, (24,))), epochs=1, batch_size=8,
-                        checkpoint_folder=str(tmp_path / "run"))
+                        checkpoint_folder=str(tmp_path / "run"), opts={"output.record_every_iters": 1})
     assert out["metrics"]["lr_body"]["values"] == pytest.approx([0.1, 0.05, 0.025])  # the rate each step used
     assert out["metrics"]["lr_head"]["values"] == pytest.approx([0.01, 0.005, 0.0025])
     assert out["metrics"]["lr_body"]["values"] == out["metrics"]["learning_rate"]["values"]
@@ -429,7 +429,8 @@ def test_handlers_reused_by_a_second_fit_start_afresh(tmp_path):
     early, log = EarlyStopping("train_loss", mode="max", patience=1), LogReport()  # max: stops after epoch 2
     estimator = Estimator(torch.nn.Linear(4, 3), handlers=[early, log], device="cpu", progress_bar=False)
     for run_ in ("first", "second"):
-        out = estimator.fit((x, y), epochs=5, batch_size=8, checkpoint_folder=str(tmp_path / run_))
+        out = estimator.fit((x, y), epochs=5, batch_size=8, checkpoint_folder=str(tmp_path / run_),
+                            opts={"output.record_every_iters": 1})
         assert out["epochs_completed"] == early.stopped_epoch == 2  # each run stops by its own count
         with open(tmp_path / run_ / "log.jsonl") as f:
             assert len(f.readlines()) == 4 * out["epochs_completed"]  # every train row, no test set

@@ -22,11 +22,12 @@ TIMING = ["secs_per_train", "samples_per_sec", "date"]  # measured, so they diff
 
 
 def tiny_opts(**epoch_iter) -> dict:
-    """The MLP example: 10 iterations per epoch, 2 epochs, a test pass every 5 iterations, no plots."""
+    """The MLP example: 10 iterations per epoch, 2 epochs, every iteration recorded, a test pass every 5
+    iterations, no plots."""
     opts = json.loads((ROOT / "examples" / "mlp_synthetic.json").read_text())["opts"]
     opts["epoch_iter"].update({"num_train_sample_per_epoch": 640, "num_test_sample": 256, "num_epochs": 2,
                                "num_train_iteration_per_test": 5, **epoch_iter})
-    opts["output"].update(plots=[], progress_bar=False)
+    opts["output"].update(plots=[], progress_bar=False, record_every_iters=1)
     return opts
 
 

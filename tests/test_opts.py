@@ -19,7 +19,7 @@ def problems_of(opts: dict) -> list[str]:
 
 def test_example_is_valid_and_defaults_are_filled():
     opts, components = prepare(example_opts())
-    assert opts["output"]["record_every_iters"] == 1
+    assert opts["output"]["checkpoint_every_iters"] == 0 and opts["input"]["decode_threads"] == 0
     assert opts["model_param"]["momentum"] == 0.9  # declared by sgd_param_update's OPTS
     assert components.forward_pass.__name__ == "playground.builtins.mlp_forward"
 
