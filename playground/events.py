@@ -33,7 +33,8 @@ class HandlerError(PlaygroundError):
 
 
 class EventHandler:
-    """Base of handlers: override only the events you need. `exp.state` is up to date when each is called."""
+    """Base of handlers: override only the events you need. `exp.state` is up to date when each is called; a
+    handler may call `exp.request_stop(reason)` or `exp.request_checkpoint()`."""
 
     def on_train_begin(self, exp: AnyExp) -> None:
         """Everything is built and any checkpoint restored; no training step has run yet in this process."""
