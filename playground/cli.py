@@ -112,6 +112,15 @@ def configure_logging() -> None:
     logging.getLogger().setLevel(logging.INFO)
 
 
+def error_lines(error: PlaygroundError) -> list[str]:
+    """The lines to show for `error`: one per problem, and for an error raised in a DataLoader worker (which
+    PyTorch re-raises with the worker's traceback as its message) only the worker's own message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        return [text.strip().splitlines()[-1].split(": ", 1)[-1]]
+    return text.splitlines()
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -131,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.exit_code == 0:
             log.info("%s", e)
         else:
-            for line in str(e).splitlines():
+            for line in error_lines(e):
                 print(f"playground: error: {line}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

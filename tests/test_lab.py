@@ -252,3 +252,8 @@ def test_runs_commands_print_tables_and_a_plot(three, capsys, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG" and all(t in out for t in tags) and "final test_loss" in out
     assert main("runs", "show", "nope", "--root", repo.root) == 2
     assert "no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_resuming_an_unknown_experiment_is_a_usage_error(runs, capsys):
+    assert main("run", "--resume", "no-such-tag") == 2
+    assert "--resume no-such-tag: no experiment" in capsys.readouterr().err

@@ -197,3 +197,14 @@ def test_meter_and_handler_kargs_are_checked_against_the_class():
     problems = problems_of(opts)
     assert any(p.startswith("output.metrics[1].meter_kargs:") and "topk_" in p for p in problems)
     assert any(p.startswith("output.handlers[0].kargs:") and "monitr" in p for p in problems)
+
+
+def test_an_error_raised_in_a_dataloader_worker_shows_as_its_own_one_line_message():
+    from playground.cli import error_lines
+    from playground.errors import DataError
+
+    relayed = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File \"x.py\", line 1, in f\nplayground.errors.DataError: data/train: 12 records "
+                        "failed to decode; rebuild it")
+    assert error_lines(relayed) == ["data/train: 12 records failed to decode; rebuild it"]
+    assert error_lines(DataError("a\nb")) == ["a", "b"]

@@ -64,7 +64,11 @@ def find_folder(ref: str, root: str | None = None) -> str:
 
 def resume_opts(ref: str) -> dict:
     """The opts an experiment was started with, for `playground run --resume TAG`."""
-    with open(os.path.join(find_folder(ref), "opts.json"), encoding="utf-8") as f:
+    try:
+        folder = find_folder(ref)
+    except KeyError as e:
+        raise UsageError(f"--resume {ref}: {e.args[0]}; `playground runs list` shows them") from None
+    with open(os.path.join(folder, "opts.json"), encoding="utf-8") as f:
         return json.load(f)
 
 
