@@ -45,7 +45,7 @@ class AnyExp:
     """An experiment built from resolved components (`playground.runner.Components`) and run facts."""
 
     def __init__(self, opts: dict, components: Any, run: Any):
-        self.opts, self.components, self.run_info = opts, components, run
+        self.opts, self.components = opts, components
         self.seed, self.device, self.folder = opts["model_param"]["seed"], run.device, run.folder
         self.rank, self.world_size = run.rank, run.world_size
         self.total_batch_size, self.epoch_iterations = run.total_batch_size, run.epoch_iterations

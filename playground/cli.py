@@ -9,9 +9,6 @@ import functools
 import logging
 import os
 import sys
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from playground.errors import PlaygroundError, UsageError
 
@@ -62,48 +59,19 @@ def load(args: argparse.Namespace) -> dict:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from playground import launch, runner
+    from playground import lab, launch, runner
 
     opts, components = runner.prepare(load(args))
     if args.dry_run:
         print(runner.describe(opts, components))
         return 0
-    return launch.run(opts, components, args.shard_id, args.argv, functools.partial(run_folder, resume=args.resume))
-
-
-@contextmanager
-def run_folder(opts: dict, resume: str | None = None) -> Iterator[str]:
-    """Rank 0's side of a run (launch.run calls it on rank 0 only): the lab's folder and the log file."""
-    from playground import lab
-
-    with lab.open_run(opts, resume=resume) as folder, log_file(os.path.join(folder, "log.txt")):
-        yield folder
-        log.info("done: results in %s", folder)
+    return launch.run(opts, components, args.shard_id, args.argv, functools.partial(lab.run_folder, resume=args.resume))
 
 
 def command_make_lmdb(args: argparse.Namespace) -> int:
     from resnetdemo import make_lmdb
 
     return make_lmdb.main(args.args)
-
-
-@contextmanager
-def log_file(path: str) -> Iterator[None]:
-    """Copy every log record, and the traceback of a failure, into the run's log file."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    try:
-        yield
-    except Exception as e:
-        if isinstance(e, PlaygroundError):
-            handler.stream.write(f"error: {e}\n")
-        else:
-            handler.stream.write(traceback.format_exc())
-        raise
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def configure_logging() -> None:

@@ -191,11 +191,6 @@ def compute_all(meters: dict[str, Meter], exp: AnyExp) -> dict[str, float]:
     return values
 
 
-def compute(meter: Meter, exp: AnyExp) -> float:
-    """One meter's value over every rank (see compute_all, which reduces many meters in one go)."""
-    return compute_all({"meter": meter}, exp)["meter"]
-
-
 # ---------------------------------------------------------------------------------------------- restoring
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import re
 from collections.abc import Callable, Sequence
 from itertools import islice
@@ -132,10 +131,7 @@ class Estimator:
             self.check(val, batch_size, "val_data")
         run_opts = self._opts(train, val, epochs, batch_size, seed, checkpoint_folder, opts or {})
         components = self._components(run_opts, train, val, self.handlers, self.lr_scheduler)
-        from playground.cli import log_file
-
-        # The same experiment record, folder and log file as `playground run`.
-        with lab.open_run(run_opts) as self.folder, log_file(os.path.join(self.folder, "log.txt")):
+        with lab.run_folder(run_opts) as self.folder:  # the same record, folder and log file as `playground run`
             self.results = runner.run(run_opts, components, self.folder, device=self.device)
         self.history = self.results["metrics"]
         return self.results

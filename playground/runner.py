@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from playground import checkpoint, distributed, lab, opts as opts_lib, registry
+from playground import checkpoint, distributed, opts as opts_lib, registry
 from playground.anyexp import AnyExp
 from playground.errors import ComponentError, OptsError, PlaygroundError, UsageError
 from playground.handlers import default_handlers
@@ -163,6 +163,10 @@ def total_batch_size(opts: dict) -> int:
     return opts["epoch_iter"]["batch_per_device"] * num_xpus(opts) * opts["distributed"]["num_shards"]
 
 
+def epoch_iterations(opts: dict) -> int:
+    return opts["epoch_iter"]["num_train_sample_per_epoch"] // total_batch_size(opts)
+
+
 def experiment_class(components: Components) -> type[AnyExp]:
     """The model's Experiment, or a subclass of it whose methods come from the override module."""
     base = components.model.Experiment
@@ -182,16 +186,16 @@ def describe(opts: dict, components: Components) -> str:
     """What `--dry-run` prints: the resolved opts and which module serves each role."""
     cls = experiment_class(components)
     lines = ["resolved opts:", json.dumps(opts, indent=2), "", "components:"]
-    for key, name in components.names.items():
-        obj = {v: k for k, v in MODULE_ROLES.items()}.get(key)
-        lines.append(f"  {key:34} {name:36} -> {getattr(getattr(components, obj), '__name__', '')}")
+    for role, key in MODULE_ROLES.items():
+        if key in components.names:
+            module_name = getattr(getattr(components, role), "__name__", "")
+            lines.append(f"  {key:34} {components.names[key]:36} -> {module_name}")
     for entry, cls_ in components.meters:
         lines.append(f"  metric {entry['name']:27} {entry['meter_py']:36} -> {cls_.__module__}.{cls_.__name__}")
     for entry, cls_ in components.handlers:
         lines.append(f"  handler {'':26} {entry['handler_py']:36} -> {cls_.__module__}.{cls_.__name__}")
     lines += [f"  experiment class {'':17} {cls.__name__}",
-              f"total_batch_size = {total_batch_size(opts)}, epoch_iterations = "
-              f"{opts['epoch_iter']['num_train_sample_per_epoch'] // total_batch_size(opts)}"]
+              f"total_batch_size = {total_batch_size(opts)}, epoch_iterations = {epoch_iterations(opts)}"]
     return "\n".join(lines)
 
 
@@ -252,13 +256,9 @@ def run(opts: dict, components: Components, folder: str, rank: int = 0, world_si
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = opts["model_param"]["engine"].upper() == "CUDNN"
-    tbs = total_batch_size(opts)
-    info = RunInfo(device, folder, tbs, opts["epoch_iter"]["num_train_sample_per_epoch"] // tbs, rank, world_size)
+    info = RunInfo(device, folder, total_batch_size(opts), epoch_iterations(opts), rank, world_size)
     seed_everything(opts["model_param"]["seed"])
     exp = experiment_class(components)(opts, components, info)
-    # The lab book's train.csv/test.csv (and TensorBoard), rank 0 only; first, so that each recorded row is on
-    # disk before any other handler can fail the run at the same event.
-    exp.handlers.insert(0, lab.Recorder())
     exp.build()
     distributed.restore(exp, restore)  # rank 0 restores; every other rank takes its state
     with stop_on_signals(exp):

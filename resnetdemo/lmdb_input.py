@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from playground.errors import DataError, UsageError
-from playground.opts import NULLABLE, OPTIONAL, REQUIRED, Opt
+from playground.opts import OPTIONAL, REQUIRED, Opt
 from resnetdemo.lmdb_format import LmdbReader, RecordError
 from resnetdemo.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform
 

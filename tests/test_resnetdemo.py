@@ -126,3 +126,11 @@ def test_torch_compile_keeps_the_results(tmp_path):
         assert result.returncode == 0, result.stderr
         finals[compiled] = torch.load(tmp_path / str(compiled) / "model_final.pt", weights_only=True)["model"]
     assert max_difference(finals[True], finals[False]) <= 1e-4
+
+
+def test_gpu_imagenet_example_is_valid_opts():
+    """The GPU recipe cannot train here, but every key and component in it must check out."""
+    result = playground("run", "--parameters-json", str(ROOT / "examples" / "resnet50_imagenet_gpu.json"),
+                        "--dry-run", "--set", "distributed.num_gpus=0")
+    assert result.returncode == 0, result.stderr
+    assert "caffe2_resnet50_default_forward" in result.stdout and '"channels_last": true' in result.stdout

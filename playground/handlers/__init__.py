@@ -14,15 +14,18 @@ from playground.handlers.nan_guard import NonFiniteLossError, TerminateOnNaN
 from playground.handlers.profiler import Profiler
 from playground.handlers.progress import ProgressBar
 from playground.handlers.reports import LogReport, PrintReport
+from playground.lab.recorder import Recorder
 
 __all__ = ["BestCheckpoint", "DumpGraph", "EarlyStopping", "LRMonitor", "LogReport", "ModelStatistics",
            "NonFiniteLossError", "PrintReport", "Profiler", "ProgressBar", "TerminateOnNaN", "default_handlers"]
 
 
 def default_handlers(opts: dict, handlers: list[tuple[dict, type]]) -> list[tuple[dict, type]]:
-    """`handlers` plus the ones every run gets: a ProgressBar unless output.progress_bar is false or one is
-    listed already (a subclass counts)."""
+    """`handlers` plus the ones every run gets: first the lab book's Recorder (train.csv, test.csv, TensorBoard;
+    first, so each recorded row is on disk before another handler can fail the run at the same event), and last
+    a ProgressBar unless output.progress_bar is false or one is listed already (a subclass counts)."""
+    every_run = [({"handler_py": "playground.lab.Recorder", "kargs": {}}, Recorder), *handlers]
     if opts["output"].get("progress_bar", True) and not any(
             isinstance(cls, type) and issubclass(cls, ProgressBar) for _, cls in handlers):
-        return [*handlers, ({"handler_py": "ProgressBar", "kargs": {}}, ProgressBar)]
-    return list(handlers)
+        every_run.append(({"handler_py": "ProgressBar", "kargs": {}}, ProgressBar))
+    return every_run

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -245,3 +246,31 @@ def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
         _end_attempt(folder, info, outcome, text)
         if mirror is not None:
             mirror.close()
+
+
+@contextmanager
+def log_file(path: str) -> Iterator[None]:
+    """Copy every log record, and the traceback of a failure, into the run's log file."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, PlaygroundError):
+            handler.stream.write(f"error: {e}\n")
+        else:
+            handler.stream.write(traceback.format_exc())
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+@contextmanager
+def run_folder(opts: dict, resume: str | None = None) -> Iterator[str]:
+    """The run's folder, opened as an experiment of the lab book, with every log record copied into its
+    log.txt: what `playground run` (on rank 0) and `Estimator.fit` train in."""
+    with open_run(opts, resume=resume) as folder, log_file(os.path.join(folder, "log.txt")):
+        yield folder
+        logging.getLogger("playground").info("done: results in %s", folder)

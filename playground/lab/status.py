@@ -15,7 +15,6 @@ import socket
 from playground import checkpoint
 
 FILE = "status.json"
-STATUSES = ("queued", "running", "complete", "failed", "interrupted", "killed")
 FINISHED = "complete"
 
 
