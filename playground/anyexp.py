@@ -143,7 +143,7 @@ class AnyExp:
 
     def train_step(self, batch: Any) -> dict:
         """One optimizer step on `batch`; returns the blobs of `forward`."""
-        inputs, labels = self.to_device(batch)
+        inputs, labels = self.to_device(batch, self.train_dataset)
         with self.autocast():
             blobs = self.forward(inputs, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -171,7 +171,7 @@ class AnyExp:
         for meter in test_meters.values():
             meter.reset()
         for batch in self.test_batches():
-            inputs, labels = self.to_device(batch)
+            inputs, labels = self.to_device(batch, self.test_dataset)
             with self.autocast():
                 blobs = self.forward(inputs, labels)
             blobs.setdefault("batch_size", len(labels))
@@ -207,9 +207,10 @@ class AnyExp:
         return data.batches(self.test_dataset, [i for i in indices if i], self.workers, self.seed,
                             self.device.type == "cuda")
 
-    def to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_device(self, batch: Any, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch` of `dataset` as the network takes it, on this process's device."""
         inputs, labels = batch
-        inputs = inputs.to(self.device, non_blocking=True)
+        inputs = data.to_device(inputs, self.device, dataset)
         if self.opts["model_param"]["channels_last"] and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, labels.to(self.device, non_blocking=True)

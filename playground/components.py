@@ -24,8 +24,10 @@ ROLES: dict[str, Role] = {
     "input.input_name_py": Role(
         "input", ("get_dataset",),
         "get_dataset(exp, split) -> torch Dataset for split 'train' or 'test'. Items are (input, label); a "
-        "dataset may define get_batch(indices) returning a whole batch (faster for in-memory data) and "
-        "set_epoch(epoch), called before each epoch, to derive its augmentation from (seed, epoch, index)."),
+        "dataset may define get_batch(indices) returning a whole batch (faster: no collation), "
+        "device_transform(inputs), applied to each batch's inputs once they are on the training device (for "
+        "work best done batched there, such as uint8 pixels to normalised floats), and set_epoch(epoch), called "
+        "before each epoch, to derive its augmentation from (seed, epoch, index)."),
     "model.model_name_py": Role(
         "model", ("Experiment",),
         "Experiment: an AnyExp subclass whose forward(inputs, labels) returns a dict of blobs with at least "

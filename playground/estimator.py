@@ -42,9 +42,10 @@ class EstimatorExperiment(AnyExp):
         outputs = _as_outputs(self.model(inputs))
         return _blobs(outputs, labels, [fn(output, label) for fn, output, label in zip(losses, outputs, labels)])
 
-    def to_device(self, batch: Any) -> tuple[Any, tuple]:
+    def to_device(self, batch: Any, dataset: Any) -> tuple[Any, tuple]:
         inputs, *labels = batch
-        return _to(inputs, self.device), tuple(_to(label, self.device) for label in labels)
+        labels = tuple(data.move(label, self.device) for label in labels)
+        return data.to_device(inputs, self.device, dataset), labels
 
     def train_batches(self, epoch: int, start: int) -> Any:
         if isinstance(self.train_dataset, DataLoader):  # the user's own batching; resumes skip `start` batches
@@ -164,7 +165,7 @@ class Estimator:
         was_training = self.net.training
         self.net.eval()
         try:
-            chunks = [_as_outputs(self.net(_to(_inputs(batch), self.device)))
+            chunks = [_as_outputs(self.net(data.to_device(_inputs(batch), self.device, dataset)))
                       for batch in _iterate(dataset, batch_size)]
         finally:
             self.net.train(was_training)
@@ -192,11 +193,11 @@ class Estimator:
             self.net.eval()
             try:
                 with torch.no_grad():
-                    outputs = _as_outputs(self.net(_to(inputs, self.device)))
+                    outputs = _as_outputs(self.net(data.to_device(inputs, self.device, dataset)))
                     if len(outputs) != len(self.losses):
                         raise EstimatorError(f"Estimator: the network returns {len(outputs)} output(s) but "
                                              f"{len(self.losses)} loss(es) were given; give one loss per output")
-                    labels = [_to(label, self.device) for label in labels]
+                    labels = [data.move(label, self.device) for label in labels]
                     losses = [self._check_output(i, out, label, fn, len(outputs))
                               for i, (out, label, fn) in enumerate(zip(outputs, labels, self.losses))]
                     self._check_metrics(outputs, labels, losses)
@@ -428,11 +429,3 @@ def _as_outputs(value: Any) -> tuple:
         return tuple(value)
     raise EstimatorError(f"Estimator: the network returns a {type(value).__name__}; it must return a tensor or a "
                          "tuple of tensors (one per loss)")
-
-
-def _to(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to(v, device) for v in value)
-    return value

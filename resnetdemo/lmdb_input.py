@@ -11,16 +11,19 @@ import math
 import multiprocessing
 import os
 from numbers import Real
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
 
+from playground import data
 from playground.errors import DataError, UsageError
 from playground.opts import OPTIONAL, REQUIRED, Opt
 from resnetdemo.lmdb_format import LmdbReader, RecordError
-from resnetdemo.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform
+from resnetdemo.transforms import (IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform, apply_colour,
+                                   counter_uniforms)
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +58,11 @@ _REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED
 
 
 class LmdbImageDataset(torch.utils.data.Dataset):
-    """(CHW float32 image, label) pairs from an image LMDB, decoded and augmented on the fly.
+    """Batches of uint8 crops and their colour matrices from an image LMDB, decoded and augmented on the fly;
+    `device_transform` turns them into the network's float input where the network runs.
     `seed` must be in [0, 2**32)."""
 
-    def __init__(self, reader: LmdbReader, transform: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+    def __init__(self, reader: LmdbReader, transform: TrainTransform | TestTransform,
                  *, seed: int, max_decode_failures: float, decode_flags: int):
         self.reader, self.transform, self.seed = reader, transform, seed
         self.decode_flags = decode_flags
@@ -77,13 +81,32 @@ class LmdbImageDataset(torch.utils.data.Dataset):
         """Selects the augmentation of epoch `epoch`; called by the framework before each epoch."""
         self._epoch.value = epoch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+        (pixels, colour), labels = self.get_batch([index])
+        return (pixels[0], colour[0]), int(labels[0])
+
+    def get_batch(self, indices: Sequence[int]) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """((N, imsize, imsize, 3) uint8 BGR crops, (N, 3, 4) float32 colour matrices), (N,) int64 labels."""
         if self._configured_pid != os.getpid():
             self._configure_process()
-        # The stream of np.random.default_rng([seed, epoch, index]); a uint32 array makes it twice as fast.
-        rng = np.random.default_rng(np.array([self.seed, self._epoch.value, index], np.uint32))
-        image, label = self._decode_or_substitute(index)
-        return self.transform(image, rng), label
+        size = self.transform.imsize
+        pixels, colour, labels = data.batch_tensors(((len(indices), size, size, 3), torch.uint8),
+                                                    ((len(indices), 3, 4), torch.float32),
+                                                    ((len(indices),), torch.int64))
+        draws = counter_uniforms(data.mix_seeds(self.seed, self._epoch.value), indices)
+        label_list = []
+        for index, out, row in zip(indices, pixels.numpy(), draws.tolist()):
+            image, label = self._decode_or_substitute(index)
+            self.transform.crop(image, row, out)
+            label_list.append(label)
+        labels.numpy()[...] = label_list
+        colour.numpy()[...] = self.transform.colour(pixels.numpy(), draws)
+        return (pixels, colour), labels
+
+    @staticmethod
+    def device_transform(inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The network's (N, 3, imsize, imsize) float32 input from a batch already on its device."""
+        return apply_colour(*inputs)
 
     def _configure_process(self) -> None:
         if torch.utils.data.get_worker_info() is not None:
@@ -101,9 +124,9 @@ class LmdbImageDataset(torch.utils.data.Dataset):
         raise DataError(f"{self.reader.path}: no record can be decoded; rebuild it with playground make-lmdb")
 
     def _decode(self, index: int) -> tuple[np.ndarray, int]:
-        data, label = self.reader.read(index)
+        encoded, label = self.reader.read(index)
         try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), self.decode_flags)
+            image = cv2.imdecode(np.frombuffer(encoded, np.uint8), self.decode_flags)
         except cv2.error as exc:
             raise RecordError(f"{self.reader.path} record {index}: OpenCV cannot decode it ({exc})") from exc
         if image is None:

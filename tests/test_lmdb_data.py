@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from playground import data
 from playground.errors import DataError, UsageError
-from resnetdemo import lmdb_format, lmdb_input, make_lmdb, shapes
+from resnetdemo import lmdb_format, lmdb_input, make_lmdb, shapes, transforms
 from resnetdemo.lmdb_format import LmdbReader, LmdbWriter, RecordError, encode_image
 
 
@@ -179,35 +180,53 @@ def test_shapes_are_deterministic_under_a_seed_and_differ_across_seeds(tmp_path)
     assert a.meta["class_names"] == list(shapes.CLASS_NAMES)
 
 
-def test_dataset_items_are_deterministic_and_independent_of_workers(tmp_path):
+def test_batches_are_deterministic_and_independent_of_workers(tmp_path):
     build_shapes(tmp_path / "db", num=24)
     dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db"), "train")
-    indices = [0, 5, 11, 23, 7]
+    index_lists = [[0, 5], [11, 23], [7]]
 
-    def load(num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=indices, num_workers=num_workers,
-                                             multiprocessing_context="fork" if num_workers else None)
-        images, labels = zip(*loader)
-        return torch.cat(images), torch.cat(labels)
+    def load(num_workers: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batches = list(data.batches(dataset, index_lists, num_workers, seed=0, pin_memory=False))
+        return tuple(torch.cat(parts) for parts in zip(*[(px, colour, labels) for (px, colour), labels in batches]))
 
     dataset.set_epoch(3)
-    images, labels = load(num_workers=0)
-    assert images.shape == (5, 3, 28, 28) and images.dtype == torch.float32
-    assert labels.tolist() == [i % 10 for i in indices]
-    in_workers, _ = load(num_workers=2)
-    assert torch.equal(images, in_workers)
+    pixels, colour, labels = load(num_workers=0)
+    assert pixels.shape == (5, 28, 28, 3) and pixels.dtype == torch.uint8
+    assert colour.shape == (5, 3, 4) and colour.dtype == torch.float32
+    assert labels.tolist() == [i % 10 for indices in index_lists for i in indices]
+    for got, expected in zip(load(num_workers=2), (pixels, colour, labels)):
+        assert torch.equal(got, expected)
     dataset.set_epoch(4)
-    assert not torch.equal(images, load(num_workers=0)[0])
+    assert not torch.equal(pixels, load(num_workers=0)[0])
     dataset.set_epoch(3)
-    assert torch.equal(images, load(num_workers=0)[0])
+    assert torch.equal(pixels, load(num_workers=0)[0])
 
 
-def test_item_randomness_is_default_rng_of_seed_epoch_index(tmp_path):
+def test_a_record_is_augmented_the_same_in_any_batch(tmp_path):
+    """Its draws are counter_uniforms of (seed, epoch) at its index, whichever batch reads it."""
     reader = build_shapes(tmp_path / "db", num=5)
     dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db"), "train")
     dataset.set_epoch(2)
+    (pixels, colour), _ = dataset.get_batch([4, 3])
+    (alone, alone_colour), label = dataset[3]
+    assert torch.equal(pixels[1], alone) and torch.equal(colour[1], alone_colour) and label == 3
     image = cv2.imdecode(np.frombuffer(reader.read(3)[0], np.uint8), cv2.IMREAD_COLOR)
-    assert torch.equal(dataset[3][0], dataset.transform(image, np.random.default_rng([0, 2, 3])))
+    draws = transforms.counter_uniforms(data.mix_seeds(0, 2), [3])
+    expected = np.empty((28, 28, 3), np.uint8)
+    dataset.transform.crop(image, draws[0].tolist(), expected)
+    assert np.array_equal(alone.numpy(), expected)
+    np.testing.assert_array_equal(alone_colour.numpy(), dataset.transform.colour(expected[None], draws)[0])
+
+
+def test_network_input_is_normalised_rgb_float(tmp_path):
+    build_shapes(tmp_path / "db", num=4)
+    dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db"), "test")
+    (pixels, colour), _ = dataset.get_batch([0, 1])
+    inputs = dataset.device_transform((pixels, colour))
+    assert inputs.shape == (2, 3, 28, 28) and inputs.dtype == torch.float32
+    rgb = pixels.numpy()[..., ::-1].transpose(0, 3, 1, 2).astype(np.float64)
+    mean, std = np.array(transforms.IMAGENET_MEAN_RGB), np.array(transforms.IMAGENET_STD_RGB)
+    np.testing.assert_allclose(inputs.numpy(), (rgb - mean[:, None, None]) / std[:, None, None], atol=1e-4)
 
 
 def test_damaged_record_is_replaced_then_too_many_are_a_data_error(tmp_path, caplog):
@@ -231,7 +250,7 @@ def test_jpegs_much_larger_than_loadsize_are_decoded_at_reduced_size(tmp_path):
     build_shapes(tmp_path / "db", num=2)  # stored at 32 px
     dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db", loadsize=16, imsize=12), "test")
     assert dataset.decode_flags == cv2.IMREAD_REDUCED_COLOR_2
-    assert dataset[1][0].shape == (3, 12, 12)
+    assert dataset[1][0][0].shape == (12, 12, 3)
 
 
 def test_num_classes_smaller_than_the_data_is_a_usage_error(tmp_path):

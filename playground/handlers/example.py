@@ -18,5 +18,5 @@ def example_inputs(exp: AnyExp, input_shape: list[int] | None = None, batch: int
         return torch.zeros((batch, *input_shape), device=exp.device)
     dataset = getattr(exp.train_dataset, "dataset", exp.train_dataset)
     with torch.random.fork_rng(devices=[]):  # reading a sample must not change what training draws
-        inputs, _ = exp.to_device(data.fetch(dataset, list(range(min(batch, len(dataset))))))
+        inputs, _ = exp.to_device(data.fetch(dataset, list(range(min(batch, len(dataset))))), dataset)
     return inputs
