@@ -22,17 +22,12 @@ path from the meeting point. torch.distributed has no authentication: run it on 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import gc
 import json
 import logging
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -43,14 +38,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from playground import distributed, runner
+from playground import distributed, runner, workers
 from playground.errors import PlaygroundError, UsageError
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "PLAYGROUND_WORKER"  # set in the workers this module starts (vs torchrun's): the starter's pid
-STOPPED_EXIT = 143  # a rank stopped by SIGTERM after a checkpoint (anyexp.Stopped.exit_code)
-KILL_GRACE_S = 10.0  # after a worker failed: how long the others get to exit on their own before SIGKILL
 # Opts that may differ between hosts: device numbering and local paths. Everything else must match.
 HOST_LOCAL_OPTS = ("distributed.first_gpu_id", "distributed.first_cpu_id", "distributed.rendezvous_path",
                    "input.decode_threads", "output.checkpoint_folder", "output.runs_root")
@@ -109,12 +101,12 @@ def locate(opts: dict, shard_id: int | None, env: dict[str, str] | None = None) 
                              f"{world}: {layout}. Make them agree, e.g. --set distributed.{fix}={local_size} "
                              f"--set distributed.num_shards={max(size // max(local_size, 1), 1)}")
         shard = int(env.get("GROUP_RANK", rank // per_host))
-        if shard_id is not None and shard_id != shard and not env.get(WORKER_ENV):
+        if shard_id is not None and shard_id != shard and not env.get(workers.WORKER_ENV):
             raise UsageError(f"--shard-id {shard_id} disagrees with the launcher's node rank {shard}; leave "
                              "--shard-id out under torchrun")
         if size == 1:
             return Place()
-        how = ("launcher" if shards == 1 else "component") if env.get(WORKER_ENV) else "env"
+        how = ("launcher" if shards == 1 else "component") if env.get(workers.WORKER_ENV) else "env"
         return Place(how, rank, size, int(env.get("LOCAL_RANK", rank % per_host)), local_size, shard)
     if shards > 1 and shard_id is None:
         raise UsageError(f"distributed.num_shards is {shards}: run the same command on every host with its own "
@@ -150,10 +142,10 @@ def run(opts: dict, components: Any, shard_id: int | None, argv: list[str],
     `run_folder(opts)` opens the run's folder and yields its path; only rank 0 calls it, around the training.
     """
     place = locate(opts, shard_id)
-    if os.environ.get(WORKER_ENV):
-        _follow_parent(int(os.environ[WORKER_ENV]))
+    if os.environ.get(workers.WORKER_ENV):
+        workers.follow_parent(int(os.environ[workers.WORKER_ENV]))
     if place.how == "spawn":
-        return supervise(opts, place, argv)
+        return workers.supervise(opts, place, argv)
     if place.how == "single":
         with run_folder(opts) as folder:
             runner.run(opts, components, folder)
@@ -218,7 +210,7 @@ def _is_communication_failure(e: RuntimeError) -> bool:
 def joined(opts: dict, components: Any, place: Place) -> Iterator[tuple[torch.device, dist.Store]]:
     """This process as one rank of the run: labelled logs, its share of the CPU, met with the others, and in
     the default process group. Yields its device and the meeting point (a key-value store all ranks share)."""
-    _label_logs(f"rank {place.rank}")
+    workers.label_logs(f"rank {place.rank}")
     _split_threads(opts, place)
     timeout = timedelta(seconds=opts["distributed"]["rendezvous_timeout_s"])
     store, where = _meeting_point(opts, components, place)
@@ -347,18 +339,6 @@ def _check_same_opts(peers: list[dict]) -> None:
                            f"and --set overrides): {shown}")
 
 
-def _label_logs(label: str) -> None:
-    """Prefix every log record of this process with `label`, whatever handler (terminal, log file) shows it."""
-    make_record = logging.getLogRecordFactory()
-
-    def labelled(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        record.msg = f"[{label}] {record.msg}"
-        return record
-
-    logging.setLogRecordFactory(labelled)
-
-
 def _split_threads(opts: dict, place: Place) -> None:
     """Share this host's cores between its processes: torch threads, and on CPU runs pinning to cores from
     distributed.first_cpu_id when those cores are all available."""
@@ -376,124 +356,3 @@ def _split_threads(opts: dict, place: Place) -> None:
     else:
         log.warning("not pinning local rank %d to cores %s: this process may use %s (distributed.first_cpu_id %d)",
                     place.local_rank, sorted(wanted), cores, opts["distributed"]["first_cpu_id"])
-
-
-# ---------------------------------------------------------------------------------------------- the local workers
-
-
-def supervise(opts: dict, place: Place, argv: list[str]) -> int:
-    """Start this host's workers (the same command, with the launcher's environment) and watch them.
-
-    A worker that fails makes the others stop: they get SIGTERM, then SIGKILL after KILL_GRACE_S. SIGTERM to
-    this process goes to every worker, which then stop together after a checkpoint (exit 143).
-    """
-    import playground
-
-    per_host, timeout = place.local_world_size, opts["distributed"]["rendezvous_timeout_s"]
-    threads = max(1, len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1))
-                  // per_host)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(playground.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in sys.path if p], env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
-    env.setdefault("OMP_NUM_THREADS", str(threads))
-    store = None
-    if opts["distributed"]["num_shards"] == 1:
-        # One host: the workers meet here, on loopback only (torch.distributed has no authentication).
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(per_host * 2)
-        port = listener.getsockname()[1]
-        store = dist.TCPStore("127.0.0.1", port, None, is_master=True, wait_for_workers=False,
-                              timeout=timedelta(seconds=timeout), master_listen_fd=listener.detach())
-        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        loopback = next((name for _, name in socket.if_nameindex() if name in ("lo", "lo0")), None)
-        if loopback and "GLOO_SOCKET_IFNAME" not in env:
-            env["GLOO_SOCKET_IFNAME"] = loopback
-    _label_logs("launcher")
-    log.info("starting %d worker processes for ranks %d to %d of %d (%d thread(s) each)", per_host, place.rank,
-             place.rank + per_host - 1, place.world_size, threads)
-    children = []
-    for local_rank in range(per_host):
-        rank = place.rank + local_rank
-        child_env = {**env, "RANK": str(rank), "WORLD_SIZE": str(place.world_size), "LOCAL_RANK": str(local_rank),
-                     "LOCAL_WORLD_SIZE": str(per_host), "GROUP_RANK": str(place.shard_id), WORKER_ENV: str(os.getpid())}
-        children.append(subprocess.Popen([sys.executable, "-m", "playground", *argv], env=child_env))
-    try:
-        return watch(children, place.rank)
-    finally:
-        del store  # served until every worker is done
-
-
-def watch(children: list[subprocess.Popen], first_rank: int = 0, grace_s: float = KILL_GRACE_S) -> int:
-    """Wait for every worker; when one fails, stop the others. Returns the exit code of the run: the first
-    failure's, else 143 if any worker was stopped by SIGTERM, else 0."""
-    codes: dict[int, int] = {}
-    failure: tuple[int, int] | None = None
-    kill_at: float | None = None
-
-    def forward(signum: int, frame: Any) -> None:
-        log.info("received %s: passing it to the workers", signal.Signals(signum).name)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, forward)
-    try:
-        while len(codes) < len(children):
-            for i, child in enumerate(children):
-                if i in codes or child.poll() is None:
-                    continue
-                codes[i] = code = _shell_code(child.returncode)
-                if code not in (0, STOPPED_EXIT) and failure is None:
-                    failure = (i, code)
-                    running = [c for c in children if c.poll() is None]
-                    log.error("rank %d exited with code %d%s; stopping the other %d worker(s)", first_rank + i, code,
-                              _signal_words(child.returncode), len(running))
-                    for other in running:
-                        other.terminate()
-                    kill_at = time.monotonic() + grace_s
-            if kill_at is not None and time.monotonic() > kill_at:
-                for i, child in enumerate(children):
-                    if child.poll() is None:
-                        log.error("rank %d did not exit within %.0f s: killing it", first_rank + i, grace_s)
-                        child.kill()
-                kill_at = None
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        for child in children:  # the terminal sent SIGINT to the workers too; give them a moment
-            try:
-                child.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if failure is not None:
-        return failure[1]
-    return STOPPED_EXIT if STOPPED_EXIT in codes.values() else max(codes.values(), default=0)
-
-
-def _shell_code(returncode: int) -> int:
-    """Popen's -N for 'killed by signal N' as a shell would report it: 128 + N."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _signal_words(returncode: int) -> str:
-    if returncode >= 0:
-        return ""
-    try:
-        return f" (killed by {signal.Signals(-returncode).name})"
-    except ValueError:
-        return f" (killed by signal {-returncode})"
-
-
-def _follow_parent(parent_pid: int) -> None:
-    """In a worker we started: receive SIGTERM (checkpoint and stop) when the starting process dies, so no
-    worker trains on unwatched (Linux; elsewhere a no-op)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError, TypeError):
-        return
-    if os.getppid() != parent_pid:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)

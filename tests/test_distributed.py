@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from playground import data, launch
+from playground import data, launch, workers
 from playground.errors import UsageError
 
 EXAMPLE = str(ROOT / "examples" / "mlp_synthetic.json")
@@ -140,7 +140,7 @@ def test_placement_from_opts_shard_id_and_launcher_environment():
     assert launch.locate(_opts(num_shards=2), 1, env={}) == launch.Place("component", 1, 2, 0, 1, 1)
     torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1"}
     assert launch.locate(_opts(num_cpus=2, num_shards=2), None, env=torchrun) == launch.Place("env", 3, 4, 1, 2, 1)
-    ours = {**torchrun, launch.WORKER_ENV: "123"}
+    ours = {**torchrun, workers.WORKER_ENV: "123"}
     assert launch.locate(_opts(num_cpus=2, num_shards=2), 1, env=ours).how == "component"
 
 
@@ -171,13 +171,13 @@ def test_opts_mismatch_names_the_key_the_values_and_the_processes():
 def test_watch_stops_the_other_workers_when_one_fails():
     started = time.monotonic()
     children = [subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sh", "-c", "sleep 0.2; exit 3"])]
-    assert launch.watch(children, grace_s=5) == 3
+    assert workers.watch(children, grace_s=5) == 3
     assert children[0].returncode == -signal.SIGTERM and time.monotonic() - started < 5
 
 
 def test_watch_lets_ranks_stopped_by_sigterm_finish_their_checkpoint():
     children = [subprocess.Popen(["sh", "-c", "exit 143"]), subprocess.Popen(["sh", "-c", "sleep 0.5; exit 143"])]
-    assert launch.watch(children, grace_s=5) == 143
+    assert workers.watch(children, grace_s=5) == 143
     assert children[1].returncode == 143  # not terminated while rank 0 was still writing
 
 
