@@ -37,12 +37,10 @@ _BRIGHTNESS, _CONTRAST, _SATURATION = range(3)
 _JITTER_STEPS = np.array(list(itertools.permutations((_BRIGHTNESS, _CONTRAST, _SATURATION))))  # the six orders
 _MIN_AREA = 0.08  # random-resized crop: fraction of the image area, and the log aspect-ratio range
 _LOG_RATIO_LOW, _LOG_RATIO_HIGH = math.log(3 / 4), math.log(4 / 3)
-_CROP_ATTEMPTS = 10
-# Where each step finds its uniforms in an image's row of draws.
-_CROP, _MIRROR, _JITTER, _LIGHTING = (slice(0, 4 * _CROP_ATTEMPTS), 4 * _CROP_ATTEMPTS,
-                                      slice(4 * _CROP_ATTEMPTS + 1, 4 * _CROP_ATTEMPTS + 5),
-                                      slice(4 * _CROP_ATTEMPTS + 5, 4 * _CROP_ATTEMPTS + 9))
-NUM_DRAWS = 4 * _CROP_ATTEMPTS + 9
+# An image's row of uniforms: 10 random-resized-crop attempts of 4 (a plain random crop uses the first 2), the
+# mirror, 4 for colour jitter, 4 for lighting noise.
+_CROP, _MIRROR, _JITTER, _LIGHTING = slice(0, 40), 40, slice(41, 45), slice(45, 49)
+NUM_DRAWS = 49
 _U64 = np.uint64
 
 

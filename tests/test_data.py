@@ -47,3 +47,41 @@ def test_worker_processes_give_the_same_batches_as_the_training_process():
         workers = list(data.batches(dataset, indices, workers=2, seed=0, pin_memory=False))
         for a, b in zip(inline, workers, strict=True):
             assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+class Carved(Dataset):
+    """Batches written into data.batch_tensors, inputs finished by device_transform."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return self.get_batch([i])
+
+    def get_batch(self, indices):
+        values, labels = data.batch_tensors(((len(indices), 3), torch.uint8), ((len(indices),), torch.int64))
+        values[...] = torch.tensor(indices)[:, None]
+        labels[...] = torch.tensor(indices)
+        return values, labels
+
+    @staticmethod
+    def device_transform(values):
+        return values.float() / 2
+
+
+def test_a_batch_is_one_allocation_in_shared_memory_only_in_workers():
+    values, labels = Carved().get_batch([1, 2])
+    assert values.untyped_storage().data_ptr() == labels.untyped_storage().data_ptr()
+    assert (labels.data_ptr() - values.data_ptr()) % 64 == 0 and not values.is_shared()
+    loader = torch.utils.data.DataLoader(data.BatchDataset(Carved(), [[3, 4]]), batch_size=None, num_workers=1)
+    (values, labels), = list(loader)
+    assert values.is_shared() and values.tolist() == [[3] * 3, [4] * 3] and labels.tolist() == [3, 4]
+
+
+def test_inputs_go_through_the_dataset_device_transform_also_behind_a_dataloader():
+    dataset = Carved()
+    values, _ = dataset.get_batch([5])
+    assert data.to_device(values, torch.device("cpu"), dataset).tolist() == [[2.5] * 3]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None)
+    assert data.to_device(values, torch.device("cpu"), loader).tolist() == [[2.5] * 3]
+    assert data.to_device((values, [values]), torch.device("cpu"), Squares())[1][0] is values  # moved as is
