@@ -134,3 +134,16 @@ def test_gpu_imagenet_example_is_valid_opts():
                         "--dry-run", "--set", "distributed.num_gpus=0")
     assert result.returncode == 0, result.stderr
     assert "caffe2_resnet50_default_forward" in result.stdout and '"channels_last": true' in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_training_from_lmdb_workers_matches_the_cpu(shapes, tmp_path, baseline):
+    """uint8 batches from a DataLoader worker, pinned, copied, and given their colour pass on the GPU."""
+    opts = quickstart_opts(shapes, tmp_path / "gpu", resnet_width=8, warmup_epochs=0)
+    opts["epoch_iter"].update(num_train_sample_per_epoch=128, num_epochs=1, num_test_sample=64)
+    opts["input"]["decode_threads"] = 1
+    opts["distributed"]["num_gpus"] = 1
+    result = playground("run", "--parameters-json", write_opts(tmp_path, opts), timeout=600)
+    assert result.returncode == 0, result.stderr
+    weights = torch.load(tmp_path / "gpu" / "model_final.pt", weights_only=True, map_location="cpu")["model"]
+    assert max_difference(weights, baseline) <= 1e-2  # cuDNN convolutions run in TF32 by default

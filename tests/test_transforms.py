@@ -130,3 +130,13 @@ def test_random_resized_crop_fits_any_image():
 def test_scale_jitter_type_must_be_0_or_1():
     with pytest.raises(ValueError, match="scale_jitter_type"):
         TrainTransform(loadsize=32, imsize=32, scale_jitter_type=2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_colour_pass_on_a_gpu_equals_the_cpu_one():
+    generator = torch.Generator().manual_seed(1)
+    pixels = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    colour = torch.randn((8, 3, 4), generator=generator)
+    on_gpu = transforms.apply_colour(pixels.cuda(), colour.cuda())
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), transforms.apply_colour(pixels, colour), atol=1e-2, rtol=1e-3)
