@@ -1,4 +1,4 @@
-"""Which samples make up each batch, and fetching them.
+"""Which samples make up each batch, fetching them, and handing them to the device.
 
 The order of an epoch is a function of (seed, epoch) alone: a global permutation, cut into global batches of
 `total_batch_size`, each rank taking its own slice. So the same samples make up each global batch whatever
@@ -55,7 +55,7 @@ def batch_tensors(*specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Ten
     if torch.utils.data.get_worker_info() is None:
         storage = torch.from_numpy(np.empty(size, np.uint8)).untyped_storage()
     else:
-        storage = torch.UntypedStorage._new_shared(size)
+        storage = torch.UntypedStorage._new_shared(size)  # what default_collate calls, for the same reason
     return [torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
             for (shape, dtype), offset in zip(specs, offsets)]
 
