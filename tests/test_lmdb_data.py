@@ -3,6 +3,8 @@
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import types
 
 import cv2
@@ -286,3 +288,22 @@ def test_synthetic_build_is_skipped_when_the_same_dataset_is_there(tmp_path):
     assert os.path.getmtime(os.path.join(out, "data.mdb")) == before
     with pytest.raises(UsageError, match="already exists"):
         make_lmdb.main([*args[:-1], "4"])  # another seed: refused, not silently kept
+
+
+def test_workers_get_the_dataset_whatever_the_default_start_method(tmp_path):
+    """Python 3.14 makes forkserver the default start method: the dataset and its shared counters must reach
+    workers that are not forked from the training process."""
+    build_shapes(tmp_path / "db", num=8)
+    script = f"""
+import multiprocessing, types
+multiprocessing.set_start_method("forkserver")
+from playground import data
+from resnetdemo import lmdb_input
+exp = types.SimpleNamespace(seed=0, opts={{"input": {input_opts(tmp_path / "db")!r}}})
+dataset = lmdb_input.get_dataset(exp, "train")
+batches = list(data.batches(dataset, [[0, 1], [2]], 2, seed=0, pin_memory=False))
+print([labels.tolist() for _, labels in batches])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[[0, 1], [2]]"
