@@ -7,7 +7,8 @@ rounds, full passes over the data: a bare loop of LMDB reads + cv2.imdecode (the
 as training fetches them, with 0, 1 and 2 workers (training transforms, batch 64, persistent workers, steady
 state), both as the loader hands them over (uint8 crops and colour matrices: what a GPU run copies to the GPU,
 where the colour pass runs) and with the colour pass done on this CPU (what a CPU run feeds the network); and a
-Pillow-based folder dataset with the same transforms written the usual way, 0 workers. Prints medians and ratios.
+Pillow-based folder dataset with the same transforms written the usual way, 0 workers. Prints medians and ratios,
+and what each stage of a batch costs per image, timed alone.
 """
 
 import argparse
@@ -117,6 +118,54 @@ class PillowFolderDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), self.labels[index]
 
 
+class EmptyBatches(torch.utils.data.Dataset):
+    """Batches of the dataset's shapes, allocated as get_batch allocates them but not filled: what handing a
+    batch from a worker to the training process costs."""
+
+    def __init__(self, imsize: int, count: int):
+        self.imsize, self.count = imsize, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, b: int):
+        pixels, colour, labels = data.batch_tensors(((BATCH_SIZE, self.imsize, self.imsize, 3), torch.uint8),
+                                                    ((BATCH_SIZE, 3, 4), torch.float32), ((BATCH_SIZE,), torch.int64))
+        pixels.numpy().fill(0)  # touch every page, as decoding into it does
+        return (pixels, colour), labels
+
+
+def breakdown(dataset: lmdb_input.LmdbImageDataset, count: int) -> dict[str, float]:
+    """Microseconds per image of each stage of a batch, timed alone over `count` images (at most 512)."""
+    count = min(count, 512) // BATCH_SIZE * BATCH_SIZE
+    imsize = dataset.transform.imsize
+    encoded = [np.frombuffer(dataset.reader.read(i)[0], np.uint8) for i in range(count)]
+    images = [cv2.imdecode(e, dataset.decode_flags) for e in encoded]
+    draws = transforms.counter_uniforms(0, range(count))
+    rows = draws.tolist()
+    crops = np.empty((count, imsize, imsize, 3), np.uint8)
+    colour = dataset.transform.colour(crops, draws)
+    handoff = torch.utils.data.DataLoader(EmptyBatches(imsize, count // BATCH_SIZE), batch_size=None,
+                                          num_workers=1, persistent_workers=True)
+    stages = {
+        "LMDB read": lambda: [dataset.reader.read(i) for i in range(count)],
+        "decode": lambda: [cv2.imdecode(e, dataset.decode_flags) for e in encoded],
+        "random draws": lambda: transforms.counter_uniforms(0, range(count)),
+        "crop, resize, mirror": lambda: [dataset.transform.crop(im, r, out) for im, r, out in zip(images, rows, crops)],
+        "colour matrices": lambda: dataset.transform.colour(crops, draws),
+        "colour pass on this CPU": lambda: transforms.apply_colour(torch.from_numpy(crops), torch.from_numpy(colour)),
+        "worker hand-off (per batch)": lambda: list(handoff)}
+    costs = {}
+    for name, stage in stages.items():
+        stage()
+        start = time.perf_counter()
+        for _ in range(5):
+            stage()
+        costs[name] = (time.perf_counter() - start) / 5 / count * 1e6
+    costs["worker hand-off (per batch)"] *= BATCH_SIZE
+    return costs
+
+
 def write_jpeg_folder(lmdb_path: Path, root: Path) -> None:
     """The LMDB's images, byte for byte, as root/<class>/<index>.jpg."""
     reader = LmdbReader(lmdb_path)
@@ -156,6 +205,7 @@ def main() -> None:
                 "ours + CPU colour pass, 0 workers": through_loader(ours, 0, colour_pass=True),
                 "ours + CPU colour pass, 2 workers": through_loader(ours, 2, colour_pass=True),
                 "Pillow folder, 0 workers": pillow_loader(pillow)}
+        costs = breakdown(ours, args.num)
         rates: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name, run in runs.items():
@@ -169,6 +219,9 @@ def main() -> None:
           f"median of {args.rounds} rounds")
     for name, value in median.items():
         print(f"  {name:38s} {value:7.0f} images/s")
+    print("  per image, each stage timed alone (the hand-off per batch of 64, in a worker):")
+    for name, value in costs.items():
+        print(f"    {name:36s} {value:7.1f} us")
     ceiling_rate = median["ceiling: LMDB read + cv2.imdecode"]
     for label, value, goal in [
             ("ours 0 workers / ceiling", median["ours, 0 workers"] / ceiling_rate, 0.95),
