@@ -3,9 +3,11 @@ API and the `playground runs` tables."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -15,7 +17,9 @@ import torch
 
 from lab_helpers import ROOT, data_rows, popen, run, wait_for, write_opts
 from playground import cli
-from playground.lab import ExperimentRepository, new_tag, provenance, status
+from playground.errors import UsageError
+from playground.lab import ExperimentRepository, commands, new_tag, provenance, status
+from playground.lab.run import mirror_interval_s
 from playground.lab.tags import TAG_RE
 
 TIMING = ["secs_per_train", "samples_per_sec", "date"]  # measured, so they differ between any two runs
@@ -214,7 +218,11 @@ def test_the_repository_lists_finds_and_loads_experiments(three):
     assert isinstance(train, pd.DataFrame) and train.index.name == "epoch" and len(train) == 20
     assert str(train["date"].dtype).startswith("datetime64") and "iteration" in train.columns
     assert exp["opts.json"]["model_param"]["base_learning_rate"] == 0.05
-    assert isinstance(exp["source.git-patch"] if "source.git-patch" in exp else "", str)
+    source = exp["source.json"]
+    assert ("source.git-patch" in exp) == source["git"]  # recorded whenever the source is in git
+    if source["git"]:  # read back as text, exactly the patch source.json describes
+        patch = exp["source.git-patch"]
+        assert isinstance(patch, str) and hashlib.sha256(patch.encode()).hexdigest() == source["patch_sha256"]
     weights = exp["model_final.pt"]
     assert weights["complete"] and all(isinstance(v, torch.Tensor) for v in weights["model"].values())
     with pytest.raises(KeyError, match="did you mean 'train.csv'"):
@@ -257,3 +265,53 @@ def test_runs_commands_print_tables_and_a_plot(three, capsys, tmp_path):
 def test_resuming_an_unknown_experiment_is_a_usage_error(runs, capsys):
     assert main("run", "--resume", "no-such-tag") == 2
     assert "--resume no-such-tag: no experiment" in capsys.readouterr().err
+
+
+def test_a_damaged_json_file_is_named_and_does_not_hide_the_other_experiments(three, tmp_path, capsys, caplog,
+                                                                              monkeypatch):
+    repo, tags, _ = three
+    root = tmp_path / "runs"
+    good, bad_status, bad_opts = tags[0], tags[1], new_tag()
+    for source, tag in ((tags[0], good), (tags[1], bad_status), (tags[0], bad_opts)):
+        shutil.copytree(Path(repo.root) / source, root / tag)
+    status_file, opts_file = root / bad_status / "status.json", root / bad_opts / "opts.json"
+    for damaged in (status_file, opts_file):
+        damaged.write_bytes(damaged.read_bytes()[:40])  # a write cut short
+
+    assert main("runs", "list", "--root", str(root)) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows == {good: "complete", bad_status: "unreadable", bad_opts: "unreadable"}
+    assert f"{status_file}: not valid JSON" in caplog.text and f"{opts_file}: not valid JSON" in caplog.text
+
+    assert main("runs", "show", bad_status, "--root", str(root)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"playground: error: {status_file}: not valid JSON (") and err.count("\n") == 1
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(root))
+    assert main("run", "--resume", bad_opts) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"playground: error: {opts_file}: not valid JSON (") and err.count("\n") == 1
+
+
+def test_only_a_missing_experiment_is_a_usage_error_other_key_errors_are_bugs(three, capsys, monkeypatch):
+    repo, tags, _ = three
+
+    def broken(exp):
+        return {}["attempt"]
+
+    monkeypatch.setattr(commands, "describe", broken)
+    assert main("runs", "show", tags[0], "--root", repo.root) == 1  # not exit 2 with a bare "'attempt'"
+    assert "playground: error: KeyError: 'attempt'" in capsys.readouterr().err
+
+
+def test_a_bad_mirror_interval_fails_only_runs_that_mirror_and_names_the_variable(runs, capsys, monkeypatch):
+    listing = run("runs", "list", "--root", str(runs), PLAYGROUND_MIRROR_INTERVAL_S="ten")
+    assert listing.returncode == 0 and "no experiments" in listing.stdout, listing.stderr
+    for bad in ("ten", "0", "-1", "nan"):
+        monkeypatch.setenv("PLAYGROUND_MIRROR_INTERVAL_S", bad)
+        with pytest.raises(UsageError, match=f"PLAYGROUND_MIRROR_INTERVAL_S={bad!r}: expected a positive number"):
+            mirror_interval_s()
+    monkeypatch.setenv("PLAYGROUND_MIRROR_INTERVAL_S", "0.5")
+    assert mirror_interval_s() == 0.5
+    monkeypatch.setenv("PLAYGROUND_MIRROR_INTERVAL_S", "ten")
+    assert lab_run(tiny_opts(), f"output.runs_root=memory://bad-interval-{runs.parent.name}") == 2
+    assert "PLAYGROUND_MIRROR_INTERVAL_S='ten'" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 from lab_helpers import popen, run, write_opts
 from playground.errors import UsageError
 from playground.lab.sweep import core_groups, grid_points, parse_grid
-from test_lab import tiny_opts
+from test_lab import main, tiny_opts
 
 
 def test_grid_values_parse_like_set_and_brackets_keep_their_commas():
@@ -22,6 +22,25 @@ def test_grid_values_parse_like_set_and_brackets_keep_their_commas():
         parse_grid(["model_param.base_learning_rate"])
     with pytest.raises(UsageError, match="given twice"):
         parse_grid(["a.b=1", "a.b=2"])
+
+
+def test_a_sweep_rejects_non_finite_values_and_duplicate_keys_as_run_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "runs"))
+    base = json.dumps({"opts": tiny_opts()})
+    assert main("sweep", "--parameters-json", base, "--grid", "model_param.base_learning_rate=NaN,0.1") == 2
+    assert capsys.readouterr().err == ("playground: error: point base_learning_rate=NaN: "
+                                       "model_param.base_learning_rate: nan is not a finite number; give a finite "
+                                       "value\n")
+    opts = tiny_opts()
+    opts["model_param"]["seed"] = "SEED"
+    damaged = json.dumps({"opts": opts}).replace('"num_epochs": 2', '"num_epochs": 2, "num_epochs": 3').replace(
+        '"seed": "SEED"', '"seed": Infinity')
+    assert damaged.count('"num_epochs":') == 2 and "Infinity" in damaged
+    assert main("sweep", "--parameters-json", damaged, "--grid", "model_param.hidden_sizes=[16],[32]") == 2
+    err = capsys.readouterr().err
+    assert "epoch_iter.num_epochs: given twice in the JSON; keep one" in err
+    assert "model_param.seed: inf is not a finite number" in err
+    assert not (tmp_path / "runs").exists()  # refused before anything was created
 
 
 def test_grid_points_are_the_cartesian_product_first_key_slowest():

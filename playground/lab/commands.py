@@ -11,8 +11,7 @@ import logging
 import os
 from typing import Any
 
-from playground.errors import UsageError
-from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository
+from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository, NotFound
 from playground.lab.tags import runs_root
 
 log = logging.getLogger(__name__)
@@ -52,12 +51,9 @@ def main(args: argparse.Namespace) -> int:
         from playground.lab import sweep
 
         return sweep.command(args)
-    repo = ExperimentRepository(args.root or runs_root())
-    try:
-        return {"list": runs_list, "show": runs_show, "diff": runs_diff, "compare": runs_compare}[
-            args.runs_command](repo, args)
-    except KeyError as e:
-        raise UsageError(e.args[0] if e.args else str(e)) from None
+    repo = ExperimentRepository(args.root or runs_root())  # an unknown tag, artifact or metric: NotFound, exit 2
+    return {"list": runs_list, "show": runs_show, "diff": runs_diff, "compare": runs_compare}[
+        args.runs_command](repo, args)
 
 
 def table(frame: Any) -> str:
@@ -155,7 +151,7 @@ def metric_artifact(exp: Experiment, metric: str) -> str:
     for name in ("test.csv", "train.csv"):
         if name in exp and metric in exp[name].columns:
             return name
-    raise KeyError(f"{exp.tag} records no metric {metric!r} in test.csv or train.csv")
+    raise NotFound(f"{exp.tag} records no metric {metric!r} in test.csv or train.csv")
 
 
 def compare(repo: ExperimentRepository, experiments: list[Experiment], metric: str, png: str,

@@ -15,10 +15,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
-import json
+import logging
 from typing import Any, Union
 
-from playground.errors import CheckpointError
+from playground.errors import CheckpointError, DataError, UsageError
 from playground.lab import status
 from playground.lab.store import Store
 from playground.lab.tags import runs_root
@@ -26,6 +26,16 @@ from playground.lab.tags import runs_root
 ABSENT = "<absent>"
 TEXT_SUFFIXES = (".txt", ".git-patch", ".patch", ".sha256", ".log", ".md")
 NOT_METRICS = ("epoch", "iteration", "date", "secs_per_train", "samples_per_sec", "learning_rate")
+UNREADABLE = "unreadable"
+log = logging.getLogger(__name__)
+
+
+class NotFound(KeyError, UsageError):
+    """No such experiment, artifact or column: a KeyError for notebooks, a usage error (exit 2) for the CLI.
+    Other KeyErrors are bugs and stay tracebacks."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -75,7 +85,7 @@ class Experiment:
     def info(self) -> dict:
         """status.json as written (an experiment from before the lab book has only its tag)."""
         try:
-            return json.loads(self.store.read(self.tag, status.FILE))
+            return status.read_json(f"{self.location}/{status.FILE}", self.store.read(self.tag, status.FILE))
         except FileNotFoundError:
             return {"tag": self.tag, "status": "unknown", "attempts": []}
 
@@ -95,7 +105,7 @@ class Experiment:
             return self.store.read(self.tag, name)
         except FileNotFoundError:
             close = difflib.get_close_matches(name, self.list_artifacts(), n=3)
-            raise KeyError(f"{self.tag} has no artifact {name!r}"
+            raise NotFound(f"{self.tag} has no artifact {name!r}"
                            + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")) from None
 
     def __getitem__(self, name: str) -> Any:
@@ -105,7 +115,7 @@ class Experiment:
         if name.endswith(".csv"):
             return read_csv(data)
         if name.endswith(".json"):
-            return json.loads(data)
+            return status.read_json(f"{self.location}/{name}", data)
         if name.endswith(".pt"):
             return self._checkpoint(name, data)
         if name.endswith(TEXT_SUFFIXES):
@@ -160,8 +170,7 @@ class ExperimentRepository:
         minutes = [t[:12] for t in tags]
         if len(set(minutes)) == len(minutes):
             return tags
-        created = {t: Experiment(self.store, t).info.get("created", "") if minutes.count(t[:12]) > 1 else ""
-                   for t in tags}
+        created = {t: _created(Experiment(self.store, t)) if minutes.count(t[:12]) > 1 else "" for t in tags}
         return sorted(tags, key=lambda t: (t[:12], created[t], t))
 
     def __len__(self) -> int:
@@ -171,7 +180,7 @@ class ExperimentRepository:
         return iter(self[:])
 
     def resolve_tag(self, ref: str) -> str:
-        """The one tag equal to or starting with `ref`; KeyError naming the candidates otherwise."""
+        """The one tag equal to or starting with `ref`; NotFound naming the candidates otherwise."""
         tags = self.store.tags()
         if ref in tags:
             return ref
@@ -179,10 +188,10 @@ class ExperimentRepository:
         if len(matches) == 1:
             return matches[0]
         if matches:
-            raise KeyError(f"{ref!r} is the start of {len(matches)} experiments in {self.root}: "
+            raise NotFound(f"{ref!r} is the start of {len(matches)} experiments in {self.root}: "
                            f"{', '.join(matches[:5])}{' ...' if len(matches) > 5 else ''}; give more of the tag")
         close = difflib.get_close_matches(ref, tags, n=3, cutoff=0.6)
-        raise KeyError(f"no experiment {ref!r} in {self.root}" + (f"; did you mean {', '.join(close)}?" if close
+        raise NotFound(f"no experiment {ref!r} in {self.root}" + (f"; did you mean {', '.join(close)}?" if close
                                                                    else f" ({len(tags)} experiments there)"))
 
     def __getitem__(self, key: Key) -> Any:
@@ -201,7 +210,7 @@ class ExperimentRepository:
         for ref, label in labels.items():
             frame = self[ref][artifact]
             if field not in frame.columns:
-                raise KeyError(f"{ref}/{artifact} has no column {field!r}; it has {', '.join(frame.columns)}")
+                raise NotFound(f"{ref}/{artifact} has no column {field!r}; it has {', '.join(frame.columns)}")
             columns[label] = frame[field]
         return pd.concat(columns, axis=1).sort_index()
 
@@ -213,25 +222,43 @@ class ExperimentRepository:
                 if left.get(k, ABSENT) != right.get(k, ABSENT)}
 
     def summary(self, experiments: list[Experiment] | None = None) -> Any:
-        """A DataFrame, a row per experiment: status, start, duration, components and final metrics."""
+        """A DataFrame, a row per experiment: status, start, duration, components and final metrics. An
+        experiment with a damaged JSON file shows as "unreadable" (and a warning names the file), so one bad
+        folder does not hide the others."""
         import pandas as pd
 
         rows = []
         for exp in self[:] if experiments is None else experiments:
-            info = exp.info
             try:
-                opts = exp["opts.json"]
-            except KeyError:
-                opts = {}
-            current = status.effective(info)
-            row = {"tag": exp.tag, "status": current, "start": _short_time(info.get("started")),
-                   "duration": _duration(info, current), "model": (opts.get("model") or {}).get("model_name_py", ""),
-                   "forward": (opts.get("model") or {}).get("forward_pass_py", "")}
-            if sweep := info.get("sweep"):
-                row["sweep"] = sweep.get("id", "")
-            row.update({k: v for k, v in exp.final_metrics().items() if k not in NOT_METRICS})
-            rows.append(row)
+                rows.append(_summary_row(exp))
+            except DataError as e:
+                log.warning("%s", e)
+                rows.append({"tag": exp.tag, "status": UNREADABLE})
         return pd.DataFrame(rows)
+
+
+def _summary_row(exp: Experiment) -> dict:
+    info = exp.info
+    try:
+        opts = exp["opts.json"]
+    except KeyError:
+        opts = {}
+    current = status.effective(info)
+    row = {"tag": exp.tag, "status": current, "start": _short_time(info.get("started")),
+           "duration": _duration(info, current), "model": (opts.get("model") or {}).get("model_name_py", ""),
+           "forward": (opts.get("model") or {}).get("forward_pass_py", "")}
+    if sweep := info.get("sweep"):
+        row["sweep"] = sweep.get("id", "")
+    row.update({k: v for k, v in exp.final_metrics().items() if k not in NOT_METRICS})
+    return row
+
+
+def _created(exp: Experiment) -> str:
+    """When `exp` was created, for ordering; "" when its status.json is damaged (it is listed, not fatal)."""
+    try:
+        return exp.info.get("created", "")
+    except DataError:
+        return ""
 
 
 def _short_time(text: str | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -29,7 +30,21 @@ from playground.lab.store import Mirror, Store
 from playground.lab.tags import is_url, local_root, new_tag, runs_root
 
 log = logging.getLogger(__name__)
-MIRROR_INTERVAL_S = float(os.environ.get("PLAYGROUND_MIRROR_INTERVAL_S", "10"))
+MIRROR_INTERVAL_VAR = "PLAYGROUND_MIRROR_INTERVAL_S"
+
+
+def mirror_interval_s() -> float:
+    """Seconds between uploads of a run to a URL runs root: $PLAYGROUND_MIRROR_INTERVAL_S, default 10. Read
+    only when a run mirrors, so a bad value fails that run with a clear error and no other command."""
+    raw = os.environ.get(MIRROR_INTERVAL_VAR, "10")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{MIRROR_INTERVAL_VAR}={raw!r}: expected a positive number of seconds, e.g. 10; "
+                         "fix or unset the variable")
+    return value
 
 
 class FinishedExperiment(PlaygroundError):
@@ -65,12 +80,13 @@ def find_folder(ref: str, root: str | None = None) -> str:
 
 def resume_opts(ref: str) -> dict:
     """The opts an experiment was started with, for `playground run --resume TAG`."""
+    from playground.lab.repository import NotFound
+
     try:
         folder = find_folder(ref)
-    except KeyError as e:
-        raise UsageError(f"--resume {ref}: {e.args[0]}; `playground runs list` shows them") from None
-    with open(os.path.join(folder, "opts.json"), encoding="utf-8") as f:
-        return json.load(f)
+    except NotFound as e:
+        raise UsageError(f"--resume {ref}: {e}; `playground runs list` shows them") from None
+    return status.read_json(os.path.join(folder, "opts.json"))
 
 
 def create(opts: dict, root: str, **fields: Any) -> tuple[str, str]:
@@ -144,7 +160,7 @@ def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dic
     if not os.path.exists(os.path.join(folder, "source.json")):  # the first attempt (maybe queued by a sweep)
         source = provenance.write(folder, opts)
     else:
-        source = _read_json(os.path.join(folder, "source.json"))
+        source = status.read_json(os.path.join(folder, "source.json"))
         attempt.update(_changes_since_first(folder, opts, source, attempt["attempt"]))
     attempt["git_commit"] = source.get("commit")
     info.update(status="running", folder=os.path.realpath(folder), store=info.get("store") or _store_of(root),
@@ -155,18 +171,13 @@ def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dic
     return info
 
 
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def _changes_since_first(folder: str, opts: dict, first_source: dict, number: int) -> dict:
     """Opts and source changes of a resumed attempt, recorded beside (never over) the first attempt's files."""
     from playground import checkpoint
     from playground.lab.repository import flatten
 
     changes: dict[str, Any] = {}
-    before, after = flatten(_read_json(os.path.join(folder, "opts.json"))), flatten(opts)
+    before, after = flatten(status.read_json(os.path.join(folder, "opts.json"))), flatten(opts)
     if changed := {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                    if before.get(k) != after.get(k)}:
         log.warning("resuming with opts that differ from opts.json: %s", ", ".join(changed))
@@ -227,13 +238,14 @@ def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
     folder, info, root = _locate(opts, resume)
     if info is not None:
         _refuse_unless_resumable(folder, info)
+    interval_s = mirror_interval_s() if is_url((info or {}).get("store") or root) else None
     info = _begin_attempt(folder, info, opts, root)
     tag = info["tag"]
     if opts["output"]["checkpoint_folder"] and not resume and not is_url(root):
         _point_root_at(root, tag, folder)
     attempt = info["attempts"][-1]["attempt"]
     print(f"experiment {tag}{f' (attempt {attempt})' if attempt > 1 else ''}: {folder}", flush=True)
-    mirror = Mirror(folder, f"{info['store']}/{tag}", MIRROR_INTERVAL_S).start() if is_url(info["store"]) else None
+    mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s).start() if interval_s else None
     error: BaseException | None = None
     try:
         with _sigterm_interrupts():

@@ -4,6 +4,8 @@ Statuses: `queued` (a sweep planned it), `running`, `complete`, `failed` (with t
 (stopped by SIGTERM or Ctrl-C; resumable), `killed` (status.json still says running but the process that wrote
 it is gone: SIGKILL, out of memory, power loss). `killed` is never written: readers infer it from the recorded
 host, pid and process start time, so it is only detectable on the host that ran the attempt.
+
+`read_json` is how the lab reads every JSON file an experiment holds, so a damaged one is reported by name.
 """
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import datetime as dt
 import json
 import os
 import socket
+from typing import Any
 
 from playground import checkpoint
+from playground.errors import DataError
 
 FILE = "status.json"
 FINISHED = "complete"
@@ -73,10 +77,22 @@ def this_process() -> dict:
     return {"host": hostname(), "pid": pid, "pid_start": process_start(pid)}
 
 
-def read(folder: str) -> dict | None:
+def read_json(path: str, data: bytes | None = None) -> Any:
+    """The JSON file at `path` (or its `data`, already fetched from a store). A damaged file (a write cut short,
+    a bad edit) is a DataError naming it, not a traceback; a missing one stays FileNotFoundError."""
     try:
-        with open(os.path.join(folder, FILE), encoding="utf-8") as f:
-            return json.load(f)
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read()
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e}); restore the file or delete its experiment") from None
+
+
+def read(folder: str) -> dict | None:
+    """status.json of `folder`; None when there is none."""
+    try:
+        return read_json(os.path.join(folder, FILE))
     except FileNotFoundError:
         return None
 

@@ -15,6 +15,7 @@ can propose points, run them with `Sweep(...).run()`, read `Sweep.results()` and
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import itertools
 import json
@@ -27,11 +28,13 @@ import time
 from typing import Any
 
 from playground import checkpoint
+from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, UsageError
 from playground.lab import status
 from playground.lab.run import create
 from playground.lab.store import Mirror
 from playground.lab.tags import is_url, local_root, runs_root
+from playground.workers import usable_cores
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
@@ -61,25 +64,18 @@ def split_values(raw: str) -> list[str]:
     return parts + [current]
 
 
-def parse_value(text: str) -> Any:
-    """JSON when it parses (numbers, true, lists...), else the text itself, as `--set` does."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def parse_grid(items: list[str]) -> list[tuple[str, list]]:
     """`--grid key=v1,v2` arguments as [(key, [v1, v2])], in the order given."""
     grid = []
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip() or not raw:
+        key = key.strip()
+        if not sep or not key or not raw:
             raise UsageError(f"--grid {item!r}: expected dotted.key=V1,V2, e.g. --grid "
                              "model_param.base_learning_rate=0.1,0.01")
-        if key.strip() in (k for k, _ in grid):
-            raise UsageError(f"--grid {key.strip()}: given twice; put all its values in one --grid")
-        grid.append((key.strip(), [parse_value(v.strip()) for v in split_values(raw)]))
+        if key in (k for k, _ in grid):
+            raise UsageError(f"--grid {key}: given twice; put all its values in one --grid")
+        grid.append((key, [opts_lib.parse_value(v.strip(), f"--grid {key}") for v in split_values(raw)]))
     return grid
 
 
@@ -90,16 +86,11 @@ def grid_points(grid: list[tuple[str, list]]) -> list[dict[str, Any]]:
 
 
 def point_opts(base: dict, point: dict[str, Any]) -> dict:
-    """The base opts with the point's values set, in a folder of its own under the runs root."""
-    opts = json.loads(json.dumps(base))
+    """The base opts with the point's values set, in a folder of its own under the runs root. A deep copy keeps
+    the parser's NaN and duplicate-key markers, so validation reports them as it does for `run`."""
+    opts = copy.deepcopy(base)
     for key, value in point.items():
-        *parents, leaf = key.split(".")
-        node = opts
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UsageError(f"--grid {key}: {part} is not an object, so it has no keys")
-        node[leaf] = value
+        opts_lib.set_dotted(opts, key, value, f"--grid {key}")
     opts.setdefault("output", {})["checkpoint_folder"] = ""
     return opts
 
@@ -110,7 +101,7 @@ def describe_point(point: dict[str, Any]) -> str:
 
 def core_groups(jobs: int) -> list[list[int]]:
     """This process's cores divided into `jobs` groups (shared round-robin when there are fewer cores)."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = usable_cores()
     n = len(cores)
     return [cores[i * n // jobs:(i + 1) * n // jobs] or [cores[i % n]] for i in range(jobs)]
 
@@ -146,8 +137,7 @@ class Sweep:
         if not os.path.exists(self.path) and is_url(self.root):
             self._download(self.path)
         if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = status.read_json(self.path)
             self.tags = [p.get("tag") for p in saved["points"]]
         resolved = self.resolve()
         for i, (point, opts) in enumerate(zip(self.points, resolved)):
@@ -192,7 +182,8 @@ class Sweep:
             from playground.lab.store import Store
 
             try:
-                found = json.loads(Store(self.root).read(self.tags[i], status.FILE))
+                found = status.read_json(f"{self.root.rstrip('/')}/{self.tags[i]}/{status.FILE}",
+                                         Store(self.root).read(self.tags[i], status.FILE))
             except FileNotFoundError:
                 found = None
         return found or {}
@@ -294,8 +285,6 @@ def default_metric(opts: dict) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """`playground sweep`: plan, run, then print the comparison table and write the plot."""
-    from playground import opts as opts_lib
-
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     base = opts_lib.load_opts(args.parameters_json)
@@ -320,7 +309,7 @@ def command(args: argparse.Namespace) -> int:
 def _conclude(sweep: Sweep, metric: str) -> None:
     """The comparison table and plot of whatever has run so far."""
     from playground.lab import commands
-    from playground.lab.repository import ExperimentRepository
+    from playground.lab.repository import ExperimentRepository, NotFound
 
     print(commands.table(sweep.results()))
     repo = ExperimentRepository(sweep.root)
@@ -330,8 +319,8 @@ def _conclude(sweep: Sweep, metric: str) -> None:
     labels = {e.tag: describe_point(sweep.points[sweep.tags.index(e.tag)]) for e in ran}
     try:
         _, png = commands.compare(repo, ran, metric, os.path.join(sweep.folder, f"{sweep.id}_{metric}.png"), labels)
-    except KeyError as e:
-        log.warning("no plot: %s", e.args[0])
+    except NotFound as e:
+        log.warning("no plot: %s", e)
         return
     if is_url(sweep.root):
         sweep._upload(png)
