@@ -34,16 +34,16 @@ from resnetdemo.lmdb_format import RECORD_HEADER, LmdbReader, record_key
 BATCH_SIZE = 64
 
 
-def ceiling(path: Path, count: int) -> Callable[[], int]:
-    """A bare loop: read every record and decode it, nothing else. `path` must be a copy of the dataset's LMDB:
-    LMDB allows one environment per file per process, and the dataset holds one."""
+def ceiling(path: Path, count: int, flags: int) -> Callable[[], int]:
+    """A bare loop: read every record and decode it as the dataset does (`flags`), nothing else. `path` must be
+    a copy of the dataset's LMDB: LMDB allows one environment per file per process, and the dataset holds one."""
     env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
 
     def run() -> int:
         with env.begin() as txn:
             for i in range(count):
                 value = txn.get(record_key(i))
-                cv2.imdecode(np.frombuffer(value, np.uint8, offset=RECORD_HEADER.size), cv2.IMREAD_COLOR)
+                cv2.imdecode(np.frombuffer(value, np.uint8, offset=RECORD_HEADER.size), flags)
         return count
     return run
 
@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--imsize", type=int, help="input.imsize (default: 7/8 of loadsize)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     args = parser.parse_args()
+    if args.num < BATCH_SIZE:
+        parser.error(f"--num must be at least one batch ({BATCH_SIZE})")
     loadsize = args.loadsize or args.size
     imsize = args.imsize or loadsize * 7 // 8
     torch.set_num_threads(1)
@@ -198,7 +200,7 @@ def main() -> None:
             "imsize": imsize, "scale_jitter_type": 1, "mirror": True, "color_jitter": True, "color_lighting": True}})
         ours = lmdb_input.get_dataset(exp, "train")
         pillow = PillowFolderDataset(folder, imsize, transforms.IMAGENET_MEAN_RGB, transforms.IMAGENET_STD_RGB)
-        runs = {"ceiling: LMDB read + cv2.imdecode": ceiling(Path(tmp) / "ceiling", args.num),
+        runs = {"ceiling: LMDB read + cv2.imdecode": ceiling(Path(tmp) / "ceiling", args.num, ours.decode_flags),
                 "ours, 0 workers": through_loader(ours, 0),
                 "ours, 1 worker": through_loader(ours, 1),
                 "ours, 2 workers": through_loader(ours, 2),

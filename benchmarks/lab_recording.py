@@ -4,8 +4,8 @@
 
 1. Per row: CsvSeries.append (format, write, flush to the OS), and Recorder.catch_up when no row is new (what
    every unrecorded iteration pays).
-2. End to end: the tiny MLP example recording every iteration (record_every_iters=1, the default and the worst
-   case), run with the Recorder and with a no-op handler in its place, alternately. Reported per iteration: the
+2. End to end: the tiny MLP example recording every iteration (record_every_iters=1: the worst case; the default
+   is 10), run with the Recorder and with a no-op handler in its place, alternately. Reported per iteration: the
    time spent inside the Recorder (timed in the loop: the most stable figure on a shared machine), the
    process's CPU time (median) and the wall time (best) with and without it.
 """

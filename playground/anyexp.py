@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from playground import checkpoint, data, distributed, plots
-from playground.errors import PlaygroundError
+from playground.errors import PlaygroundError, UsageError
 from playground.events import Event, HandlerError
 from playground.state import ExperimentState
 
@@ -175,8 +175,7 @@ class AnyExp:
             with self.autocast():
                 blobs = self.forward(inputs, labels)
             blobs.setdefault("batch_size", len(labels))
-            for meter in test_meters.values():
-                meter.update(blobs)
+            self.update_meters(test_meters, blobs)
         self.state.test_passes += 1
         self.record("test", distributed.compute_all(test_meters, self))
         self.network.train()
@@ -225,13 +224,23 @@ class AnyExp:
         train_meters = {name: meter for name, (is_train, meter) in self.meters.items() if is_train}
         for meter in train_meters.values():
             meter.reset()
-            meter.update(self.blobs)
+        self.update_meters(train_meters, self.blobs)
         values = distributed.compute_all(train_meters, self)  # one reduction for all of them
         secs = self._train_secs / max(self._train_iters, 1)
         values.update(secs_per_train=secs, samples_per_sec=self.total_batch_size / secs if secs else 0.0,
                       learning_rate=self.blobs["learning_rate"])
         self._train_secs, self._train_iters = 0.0, 0
         self.record("train", values)
+
+    def update_meters(self, meters: dict[str, Any], blobs: dict) -> None:
+        """Each meter's update on `blobs`; a metric reading a blob that forward does not return is an opts error."""
+        for name, meter in meters.items():
+            try:
+                meter.update(blobs)
+            except KeyError as e:
+                raise UsageError(f"output.metrics: {name!r} reads the blob {e.args[0]!r}, which "
+                                 f"{type(self).__name__}.forward does not return; it returns "
+                                 f"{', '.join(map(str, blobs))}") from None
 
     def record(self, kind: str, values: dict[str, float]) -> None:
         """Append one row of `kind` ('train' or 'test') metrics at the current fractional epoch."""

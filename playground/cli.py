@@ -15,7 +15,7 @@ from playground.errors import PlaygroundError, UsageError
 log = logging.getLogger("playground")
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageParser(argparse.ArgumentParser):
     """argparse that reports usage errors as UsageError (exit 2 through the one error path)."""
 
     def error(self, message: str) -> None:
@@ -23,8 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="playground", description="Run deep-learning experiments from JSON opts.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = UsageParser(prog="playground", description="Run deep-learning experiments from JSON opts.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=UsageParser)
     run = commands.add_parser("run", help="train and test an experiment described by opts")
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--parameters-json", metavar="JSON_OR_FILE",

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from playground.events import EventHandler
+
 
 @dataclass(frozen=True)
 class Role:
-    """A pluggable slot: the attributes the resolved object must have, and what they do."""
+    """A pluggable slot: the attributes the resolved object must have, and what they do (a class role may also
+    name the base class it must derive from)."""
 
     title: str
     needs: tuple[str, ...]
     contract: str
     is_class: bool = False
+    base: type | None = None
 
 
 ROLES: dict[str, Role] = {
@@ -65,7 +69,7 @@ ROLES: dict[str, Role] = {
     "handler_py": Role(
         "handler", (),
         "A playground.events.EventHandler subclass built with kargs; its on_<event>(exp) methods are called at "
-        "each event.", is_class=True),
+        "each event.", is_class=True, base=EventHandler),
 }
 
 

@@ -77,6 +77,23 @@ def to_device(inputs: Any, device: torch.device, dataset: Any) -> Any:
     return inputs if transform is None else transform(inputs)
 
 
+class TensorData(Dataset):
+    """Tensors indexed together; a batch is one indexing operation per tensor (no per-sample collation)."""
+
+    def __init__(self, *tensors: torch.Tensor):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple:
+        return tuple(t[index] for t in self.tensors)
+
+    def get_batch(self, indices: list[int]) -> tuple:
+        index = torch.tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
 def fetch(dataset: Dataset, indices: list[int]) -> Any:
     """One batch: the dataset's own batched read (`get_batch`) when it has one, else its items collated."""
     if hasattr(dataset, "get_batch"):

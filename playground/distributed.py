@@ -133,7 +133,9 @@ def agree_stop(exp: AnyExp, *, now: bool = False) -> None:
     if exp.world_size == 1:
         exp.state.stop_reason = exp.stop_requested
         return
-    clock = _vote_clocks.setdefault(exp, _VoteClock())
+    clock = _vote_clocks.get(exp)
+    if clock is None:
+        clock = _vote_clocks[exp] = _VoteClock()
     clock.calls += 1
     if clock.calls < clock.every and not now:
         return

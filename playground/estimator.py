@@ -280,14 +280,12 @@ class Estimator:
         }
         nullable = {key: opt.default for key, opt in opts_lib.FRAMEWORK_OPTS.items() if opt.rule == opts_lib.NULLABLE}
         for key, value in {**nullable, **extra}.items():  # Caffe2's mandatory-but-empty keys, then the user's
-            *parents, leaf = key.split(".")
-            node = opts
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-        if problems := opts_lib.validate(opts):
+            opts_lib.set_dotted(opts, key, value, f"Estimator opts {key}")
+        problems = opts_lib.validate(opts)
+        resolved = opts_lib.with_defaults(opts)
+        if problems := problems or runner.combination_problems(resolved):
             raise OptsError([f"Estimator: {p}" for p in problems])
-        return opts_lib.with_defaults(opts)
+        return resolved
 
     def _all_meters(self) -> list[tuple[str, Any]]:
         meters = [("loss", ComputeLoss("loss"))]
@@ -388,26 +386,9 @@ def _dataset(value: Any, what: str) -> Any:
         if len({len(t) for t in value}) != 1:
             raise EstimatorError(f"Estimator: the tensors of {what} hold different numbers of samples: "
                                  f"{[len(t) for t in value]}")
-        return TensorData(*value)
+        return data.TensorData(*value)
     raise EstimatorError(f"Estimator: {what} must be a torch Dataset, a DataLoader or a tuple of tensors, got "
                          f"{type(value).__name__}")
-
-
-class TensorData(Dataset):
-    """Tensors indexed together; a batch is one indexing operation per tensor (no per-sample collation)."""
-
-    def __init__(self, *tensors: torch.Tensor):
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return len(self.tensors[0])
-
-    def __getitem__(self, index: int) -> tuple:
-        return tuple(t[index] for t in self.tensors)
-
-    def get_batch(self, indices: list[int]) -> tuple:
-        index = torch.tensor(indices)
-        return tuple(t[index] for t in self.tensors)
 
 
 def _iterate(dataset: Dataset | DataLoader, batch_size: int) -> Any:

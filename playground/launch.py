@@ -344,7 +344,7 @@ def _split_threads(opts: dict, place: Place) -> None:
     distributed.first_cpu_id when those cores are all available."""
     if place.local_world_size == 1:
         return
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = workers.usable_cores()
     threads = max(1, len(cores) // place.local_world_size)
     torch.set_num_threads(threads)
     if opts["distributed"]["num_gpus"] or not hasattr(os, "sched_setaffinity"):

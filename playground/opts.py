@@ -23,13 +23,15 @@ OPTIONAL = "optional"  # may be left out: the default applies
 
 @dataclass(frozen=True)
 class Opt:
-    """One declared key: accepted JSON types, default when left out, rule, and the one-line meaning."""
+    """One declared key: accepted JSON types, default when left out, rule, the one-line meaning, and the values
+    allowed when only a few are (empty: any of its types)."""
 
     types: tuple[type, ...]
     default: Any = None
     rule: str = OPTIONAL
     doc: str = ""
     example: str = ""
+    choices: tuple[Any, ...] = ()
 
 
 _INT, _NUM, _BOOL, _STR, _LIST, _DICT = (int,), (int, float), (bool,), (str,), (list,), (dict,)
@@ -70,7 +72,7 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "model_param.engine": Opt(_STR, "", OPTIONAL, '"CUDNN": cuDNN autotuning (cudnn.benchmark); empty: defaults.'),
     "model_param.channels_last": Opt(_BOOL, False, OPTIONAL, "Store images and conv weights channels-last."),
     "model_param.mixed_precision": Opt(_STR, "", OPTIONAL, 'Autocast dtype: "bf16" (CPU or GPU), "fp16" (GPU, with '
-                                       'loss scaling) or empty for full precision.'),
+                                       'loss scaling) or empty for full precision.', choices=("", "bf16", "fp16")),
     "model_param.compile": Opt(_BOOL, False, OPTIONAL, "Run the network through torch.compile."),
     # epoch_iter
     "epoch_iter.num_train_sample_per_epoch": Opt(_INT, None, REQUIRED, "Training samples per epoch; epoch "
@@ -178,16 +180,26 @@ def apply_set(opts: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"--set {assignment!r}: expected dotted.key=VALUE, e.g. --set epoch_iter.num_epochs=3")
+    set_dotted(opts, key.strip(), parse_value(raw, f"--set {key}"), f"--set {key}")
+
+
+def parse_value(raw: str, source: str) -> Any:
+    """A value given on the command line: JSON when it parses (numbers, true, lists...), else the text itself.
+    NaN, Infinity and keys given twice are kept marked, for validation to report."""
     try:
-        value = parse_json(raw, f"--set {key}")
+        return parse_json(raw, source)
     except UsageError:
-        value = raw
-    *parents, leaf = key.strip().split(".")
+        return raw
+
+
+def set_dotted(opts: dict, key: str, value: Any, where: str) -> None:
+    """opts[dotted key] = value, creating the objects on the way; `where` names the setting in errors."""
+    *parents, leaf = key.split(".")
     node = opts
     for i, part in enumerate(parents):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise UsageError(f"--set {key}: {'.'.join(parents[:i + 1])} is not an object, so it has no keys")
+            raise UsageError(f"{where}: {'.'.join(parents[:i + 1])} is not an object, so it has no keys")
     node[leaf] = value
 
 
@@ -252,7 +264,7 @@ def _near_miss_problems(opts: dict, declared: dict[str, Opt]) -> list[str]:
     """Undeclared keys close to a declared one are typos (`base_learing_rate`); other undeclared keys are the user's."""
     problems = []
     for section, body in opts.items():
-        if section not in SECTIONS and section not in ("module_maps",):
+        if section not in SECTIONS:
             if close := difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.8):
                 problems.append(f"{section}: unknown section; did you mean {close[0]!r}?")
             continue
@@ -286,6 +298,9 @@ def validate(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> list[str]
             problems.append(f"{key}: expected {_type_name(opt.types)}, got {json.dumps(value, default=str)}")
         elif opt.types in (_INT, _NUM) and value < 0:
             problems.append(f"{key}: must not be negative, got {value}")
+        elif opt.choices and value not in opt.choices:
+            problems.append(f"{key}: must be one of {', '.join(json.dumps(c) for c in opt.choices)}, got "
+                            f"{json.dumps(value)}")
     if not get(opts, "model.parameter_update_py") and not get(opts, "model.optimizer_py"):
         problems.append("model.parameter_update_py: missing; set it or model.optimizer_py, e.g. "
                         '"parameter_update_py": "sgd_param_update"')

@@ -68,6 +68,9 @@ def check_role(key: str, name: str, obj: Any) -> None:
         raise ComponentError(f"{key} = {name!r} is not a class; a {role.title} is {role.contract}")
     if not role.is_class and not isinstance(obj, ModuleType):
         raise ComponentError(f"{key} = {name!r} is not a module; a {role.title} module defines {role.contract}")
+    if role.base is not None and not issubclass(obj, role.base):
+        raise ComponentError(f"{key} = {name!r} ({obj.__name__}) is not a subclass of "
+                             f"{role.base.__module__}.{role.base.__name__}, which every {role.title} must be")
     missing = [attr for attr in role.needs if not callable(getattr(obj, attr, None))]
     if missing:
         raise ComponentError(f"{key} = {name!r} ({getattr(obj, '__name__', obj)}) lacks {', '.join(missing)}; a "

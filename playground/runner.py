@@ -73,8 +73,11 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
     """Resolve every `*_py` opt. Returns the components (None if any failed), whatever did resolve (its OPTS
     still declare keys), and one line per failure."""
     problems: list[str] = []
+    extra_maps = opts_lib.get(opts, "model.module_maps") or []
+    if not isinstance(extra_maps, list) or not all(isinstance(m, str) and m for m in extra_maps):
+        return None, {}, [f"model.module_maps: expected a list of module names, got {json.dumps(extra_maps)}"]
     try:
-        maps = registry.module_maps(opts_lib.get(opts, "model.module_maps") or [])
+        maps = registry.module_maps(extra_maps)
     except ComponentError as e:
         return None, {}, [str(e)]
 
@@ -86,10 +89,11 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
         except ComponentError as e:
             problems.append(str(e))
 
-    names = {role: opts_lib.get(opts, key) for role, key in MODULE_ROLES.items()}
-    if not names["parameter_update"]:
-        names["parameter_update"] = opts_lib.get(opts, "model.optimizer_py")
-    found = {role: attempt(MODULE_ROLES[role], name) for role, name in names.items()}
+    keys = dict(MODULE_ROLES)
+    if not opts_lib.get(opts, keys["parameter_update"]):
+        keys["parameter_update"] = "model.optimizer_py"  # the seed's other name for the same role
+    names = {role: opts_lib.get(opts, key) for role, key in keys.items()}
+    found = {role: attempt(keys[role], name) for role, name in names.items()}
     model = found["model"]
     if model is not None and not (isinstance(model.Experiment, type) and issubclass(model.Experiment, AnyExp)):
         problems.append(f"model.model_name_py = {names['model']!r}: its Experiment must be a subclass of "
@@ -105,6 +109,11 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
                     inspect.signature(cls).bind(**entry[kargs_key])
                 except TypeError as e:
                     problems.append(f"output.{kind}[{i}].{kargs_key}: {e} for {cls.__name__}; see its docstring")
+                    continue
+                try:  # constructors check their kargs' values; a bad one is an opts problem, found now
+                    cls(**entry[kargs_key])
+                except (ValueError, TypeError, PlaygroundError) as e:
+                    problems.append(f"output.{kind}[{i}].{kargs_key}: {e}")
     if problems or any(found[role] is None for role in MODULE_ROLES if role != "override"):
         return None, found, problems
     return Components(**found, meters=classes["metrics"], handlers=default_handlers(opts, classes["handlers"]),
@@ -127,14 +136,16 @@ def prepare(raw: dict) -> tuple[dict, Components]:
     if problems or components is None:
         raise OptsError(problems)
     opts = opts_lib.with_defaults(raw, declared)
-    if problems := _run_problems(opts):
+    if problems := combination_problems(opts):
         raise OptsError(problems)
     return opts, components
 
 
-def _run_problems(opts: dict) -> list[str]:
+def combination_problems(opts: dict) -> list[str]:
     """Problems only visible in combination: devices and batch arithmetic."""
     problems, dist_opts = [], opts["distributed"]
+    if dist_opts["num_shards"] < 1:
+        return ['distributed.num_shards: must be at least 1 (the number of hosts), e.g. "num_shards": 1']
     if dist_opts["num_gpus"] > 0:
         available = torch.cuda.device_count()
         if dist_opts["first_gpu_id"] + dist_opts["num_gpus"] > available:
@@ -213,7 +224,8 @@ def restore(exp: AnyExp) -> None:
         if saved.get("complete"):
             raise AlreadyComplete(f"{exp.folder} holds a finished run ({os.path.basename(path)}); nothing to do. "
                                   "Use another output.checkpoint_folder for a new run")
-        exp.load_checkpoint_state(saved)
+        _load_into(exp, saved, path, "it was written by a run with other opts; resume with the same opts or "
+                   "use another output.checkpoint_folder")
         saved_batch = total_batch_size(saved["opts"]) if "opts" in saved else exp.total_batch_size
         if exp.state.iteration and saved_batch != exp.total_batch_size:
             raise UsageError(f"{path} was written mid-epoch (epoch {exp.state.epoch} iteration {exp.state.iteration}) "
@@ -229,9 +241,21 @@ def restore(exp: AnyExp) -> None:
             raise UsageError(f"model_param.pretrained_model: {pretrained} does not exist; give a checkpoint path "
                              "or leave it empty")
         reset = exp.opts["model_param"]["reset_epoch"]
-        exp.load_checkpoint_state(checkpoint.load(pretrained, map_location=exp.device), weights_only=reset)
+        _load_into(exp, checkpoint.load(pretrained, map_location=exp.device), pretrained,
+                   "give model_param.pretrained_model a checkpoint of this network" +
+                   ("" if reset else ", or set model_param.reset_epoch to true to take only its weights"),
+                   weights_only=reset)
         log.info("starting from pretrained %s (%s)", pretrained, "weights only, epoch 0" if reset else
                  f"continuing at epoch {exp.state.epoch}")
+
+
+def _load_into(exp: AnyExp, saved: dict, path: str, fix: str, weights_only: bool = False) -> None:
+    """exp.load_checkpoint_state, with a checkpoint that does not fit the experiment as a one-line UsageError."""
+    try:
+        exp.load_checkpoint_state(saved, weights_only=weights_only)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        detail = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__
+        raise UsageError(f"{path} does not fit this experiment ({type(e).__name__}: {detail}); {fix}") from None
 
 
 @contextmanager

@@ -29,6 +29,11 @@ KILL_GRACE_S = 10.0  # after a worker failed: how long the others get to exit on
 
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may run on, in order."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def label_logs(label: str) -> None:
     """Prefix every log record of this process with `label`, whatever handler (terminal, log file) shows it."""
     make_record = logging.getLogRecordFactory()
@@ -50,8 +55,7 @@ def supervise(opts: dict, place: Place, argv: list[str]) -> int:
     import playground
 
     per_host, timeout = place.local_world_size, opts["distributed"]["rendezvous_timeout_s"]
-    threads = max(1, len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1))
-                  // per_host)
+    threads = max(1, len(usable_cores()) // per_host)
     root = os.path.dirname(os.path.dirname(os.path.abspath(playground.__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in sys.path if p], env.get("PYTHONPATH", "")]).rstrip(

@@ -61,11 +61,15 @@ def build_resnet(exp: Any, num_layer: Any) -> ResNet:
     if not 0 <= caffe2_momentum <= 1:
         raise UsageError("model_param.bn_momentum must be between 0 and 1 in Caffe2's convention (0.9 keeps 90% of "
                          f"the running statistics each step), got {caffe2_momentum!r}")
+    width = opts_lib.get(exp.opts, "model_param.resnet_width", BN_OPTS["model_param.resnet_width"].default)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise UsageError(f"model_param.resnet_width must be a positive integer, e.g. 64 (the paper's ResNet) or 16, "
+                         f"got {width!r}")
     gamma = _number(exp, "model_param.bn_init_gamma") if _flag(exp, "model_param.custom_bn_init") else None
     return ResNet(num_layer, num_classes, small_input=_small_stem(exp), bn_epsilon=epsilon,
                   bn_momentum=pytorch_bn_momentum(caffe2_momentum), zero_init_residual_gamma=gamma,
                   activation_checkpointing=_flag(exp, "model_param.memonger", default=False),
-                  width=opts_lib.get(exp.opts, "model_param.resnet_width", 64))
+                  width=width)
 
 
 def pytorch_bn_momentum(caffe2_momentum: float) -> float:

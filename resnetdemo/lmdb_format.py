@@ -6,8 +6,9 @@ An LMDB folder (holding `data.mdb`) with these keys:
   `struct "<iII"` = (label int32, CRC-32 of the image bytes uint32, image byte length uint32), followed by the
   encoded image bytes (JPEG or PNG, as `cv2.imdecode` reads them; colour images).
 - `b"__meta__"`: UTF-8 JSON `{"format": "playground-images", "format_version": 1, "count": N,
-  "class_names": [...], "num_classes": K, "encoding": "jpg" | "png", "min_shorter_side": PX}`.
-  Every label is in `[0, num_classes)`; `min_shorter_side` is the smallest shorter side among the stored images.
+  "class_names": [...], "num_classes": K, "encoding": "jpg" | "png", "min_shorter_side": PX, "source": {...} | null}`.
+  Every label is in `[0, num_classes)`; `min_shorter_side` is the smallest shorter side among the stored images;
+  `source` is how make-lmdb made the images (the synthetic generator and its flags), or null.
 
 `__meta__` is written last, in the final commit, so an LMDB whose build was interrupted has none and is
 refused when opened.
@@ -39,6 +40,7 @@ RECORD_HEADER = struct.Struct("<iII")  # label, crc32 of the image bytes, image 
 _INITIAL_MAP_SIZE = 1 << 30  # virtual address space only: data.mdb grows with what is written
 _RECORDS_PER_COMMIT = 1000
 _MAX_READERS = 512  # more than any sane number of DataLoader workers times their read transactions
+_REQUIRED_META = ("count", "class_names", "num_classes", "encoding", "min_shorter_side")  # what readers index
 
 
 class RecordError(DataError):
@@ -226,10 +228,19 @@ def _read_meta(path: Path, env: lmdb.Environment) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: the __meta__ record is not valid JSON ({exc}); rebuild it with "
                         "playground make-lmdb") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: the __meta__ record is a JSON {type(meta).__name__}, not an object; rebuild it "
+                        "with playground make-lmdb")
     if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
         raise UsageError(f"{path} holds format {meta.get('format')!r} version {meta.get('format_version')!r}; this "
                          f"playground reads {FORMAT_NAME!r} version {FORMAT_VERSION}. Rebuild it with playground "
                          "make-lmdb")
+    missing = [key for key in _REQUIRED_META if key not in meta]
+    if missing:
+        raise DataError(f"{path}: the __meta__ record lacks {', '.join(missing)}; rebuild it with playground make-lmdb")
+    if isinstance(meta["count"], bool) or not isinstance(meta["count"], int):
+        raise DataError(f"{path}: the __meta__ count is {meta['count']!r}, not an integer; rebuild it with "
+                        "playground make-lmdb")
     if entries != meta["count"] + 1:
         raise DataError(f"{path}: __meta__ says {meta['count']} images but the LMDB holds {entries - 1}; "
                         "rebuild it with playground make-lmdb")

@@ -17,12 +17,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, NoReturn
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from playground.cli import UsageParser  # cli imports this module only when the command runs: no cycle
 from playground.errors import PlaygroundError, UsageError
 from resnetdemo import shapes
 from resnetdemo.lmdb_format import ENCODINGS, LmdbReader, LmdbWriter, encode_image
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"}
 _LMDB_FILES = {"data.mdb", "lock.mdb"}
 _LISTED_SKIPS = 20  # unreadable files named in the summary line; each also has its own warning
+_MAX_SIZE = 4096  # synthetic image side: larger ones exhaust memory long before they are useful
 
 
 @dataclass
@@ -44,14 +46,9 @@ class EncodedImage:
     shorter_side: int
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"playground make-lmdb: {message}; see playground make-lmdb --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The make-lmdb command line."""
-    parser = _ArgumentParser(
+    parser = UsageParser(
         prog="playground make-lmdb",
         description="Build an image LMDB for the gfs_IN1k input from an ImageNet-style folder "
                     "(SRC/<class>/<image>), a list file of 'path label' lines, or the built-in shapes dataset.",
@@ -79,8 +76,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if args.synthetic:
         if args.num is None or args.num <= 0:
             parser.error("--synthetic needs --num N, a positive number of images")
-        if args.size is not None and args.size < 16:
-            parser.error(f"--size must be at least 16 pixels, got {args.size}")
+        if args.size is not None and not 16 <= args.size <= _MAX_SIZE:
+            parser.error(f"--size must be between 16 and {_MAX_SIZE} pixels, got {args.size}")
+        if args.seed is not None and args.seed < 0:
+            parser.error(f"--seed must be a non-negative integer, got {args.seed}")
         if args.resize_shorter is not None:
             parser.error("--resize-shorter applies to SRC images; use --size for synthetic ones")
     else:
@@ -198,8 +197,13 @@ def _list_file_tasks(list_file: Path) -> tuple[list[str], list[tuple[Path, int]]
         raise UsageError(f"{list_file} does not exist; SRC must be a class folder or a list file of "
                          "'path label' lines")
     tasks = []
-    with open(list_file, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with open(list_file, "rb") as lines:  # decoded line by line, so an error can name the line
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{list_file}:{number}: not UTF-8 text; SRC must be a class folder or a UTF-8 "
+                                 "list file of 'path label' lines (re-save it as UTF-8)") from None
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             fields = line.rsplit(maxsplit=1)

@@ -132,6 +132,8 @@ class ResNet(nn.Module):
         super().__init__()
         if num_layer not in STAGE_BLOCKS:
             raise ValueError(f"num_layer must be one of {', '.join(map(str, STAGE_BLOCKS))}, got {num_layer!r}")
+        if width < 1:
+            raise ValueError(f"width must be a positive number of channels, got {width!r}")
         kind, blocks_per_stage = STAGE_BLOCKS[num_layer]
         block = BasicBlock if kind == "basic" else Bottleneck
         bn = functools.partial(nn.BatchNorm2d, eps=bn_epsilon, momentum=bn_momentum)

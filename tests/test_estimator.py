@@ -213,3 +213,15 @@ def test_bad_constructor_arguments_are_clear_errors():
         estimator().fit(tiny(), epochs=0)
     with pytest.raises(EstimatorError, match="must be a torch Dataset, a DataLoader or a tuple of tensors"):
         estimator().fit([[1, 2], [3, 4]], epochs=1)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"output.record_every_iters": 0}, "Estimator: output.record_every_iters: must be at least 1"),
+    ({"model_param.mixed_precision": "fp32"}, "Estimator: model_param.mixed_precision: must be one of"),
+])
+def test_fit_checks_its_opts_as_the_command_does(tmp_path, extra, message):
+    from playground.errors import OptsError
+
+    with pytest.raises(OptsError, match=message):
+        estimator().fit(tiny(), epochs=1, batch_size=8, checkpoint_folder=str(tmp_path / "run"), opts=extra)
+    assert not (tmp_path / "run").exists()

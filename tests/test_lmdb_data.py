@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground import data
+from playground import cli, data
 from playground.errors import DataError, UsageError
 from resnetdemo import lmdb_format, lmdb_input, make_lmdb, shapes, transforms
 from resnetdemo.lmdb_format import LmdbReader, LmdbWriter, RecordError, encode_image
@@ -103,6 +103,19 @@ def test_missing_or_unfinished_lmdb_is_a_usage_error_naming_the_path(tmp_path):
         LmdbReader(tmp_path / "crashed")
 
 
+@pytest.mark.parametrize("meta, message", [
+    ([1, 2], "the __meta__ record is a JSON list, not an object"),
+    ({"format": "playground-images", "format_version": 1}, "the __meta__ record lacks count, class_names"),
+    ({**LmdbWriter("x", ["a"], "png").meta(), "count": "1"}, "the __meta__ count is '1', not an integer"),
+])
+def test_malformed_meta_is_a_data_error_naming_the_path(tmp_path, meta, message):
+    with LmdbWriter(tmp_path / "odd", ["a"], "png") as writer:
+        writer.add(encode_image(np.zeros((4, 4, 3), np.uint8), "png"), 0, 4)
+        writer.meta = lambda: meta
+    with pytest.raises(DataError, match=f"odd: {message}.*; rebuild it with playground make-lmdb"):
+        LmdbReader(tmp_path / "odd")
+
+
 def write_image_folder(root):
     """cat/ and dog/ with two images each, plus one corrupt file in dog/."""
     for name in ("cat", "dog"):
@@ -165,10 +178,26 @@ def test_make_lmdb_replaces_an_existing_lmdb_only_with_overwrite(tmp_path):
     (["src", "out", "--encoding", "png", "--quality", "80"], "--quality applies only to --encoding jpg"),
     (["src"], "expected SRC OUT, got 1 path"),
     (["src", "out", "--encoding", "gif"], "argument --encoding: invalid choice"),
+    (["--synthetic", "shapes", "out", "--num", "5", "--seed", "-1"], "--seed must be a non-negative integer"),
+    (["--synthetic", "shapes", "out", "--num", "5", "--size", "100000"], "--size must be between 16 and 4096"),
 ])
 def test_make_lmdb_bad_arguments_are_usage_errors(argv, message):
     with pytest.raises(UsageError, match=message):
         make_lmdb.main(argv)
+
+
+@pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--size", "100000")])
+def test_make_lmdb_bad_synthetic_flag_exits_2_naming_it(tmp_path, capsys, flag, value):
+    assert cli.main(["make-lmdb", "--synthetic", "shapes", str(tmp_path / "out"), "--num", "5", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} must be" in err and "see playground make-lmdb --help" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_lmdb_rejects_a_list_file_that_is_not_utf8(tmp_path):
+    (tmp_path / "list.txt").write_bytes("a.png 0\ncaf\u00e9.png 1\n".encode("latin-1"))
+    with pytest.raises(UsageError, match=r"list.txt:2: not UTF-8 text; .*re-save it as UTF-8"):
+        make_lmdb.main([str(tmp_path / "list.txt"), str(tmp_path / "out")])
 
 
 def test_shapes_are_deterministic_under_a_seed_and_differ_across_seeds(tmp_path):

@@ -208,3 +208,59 @@ def test_an_error_raised_in_a_dataloader_worker_shows_as_its_own_one_line_messag
                         "failed to decode; rebuild it")
     assert error_lines(relayed) == ["data/train: 12 records failed to decode; rebuild it"]
     assert error_lines(DataError("a\nb")) == ["a", "b"]
+
+
+def test_values_outside_their_choices_and_impossible_counts_are_opts_problems():
+    opts = example_opts()
+    opts["model_param"]["mixed_precision"] = "fp32"
+    assert any(p.startswith('model_param.mixed_precision: must be one of "", "bf16", "fp16"')
+               for p in problems_of(opts))
+    opts = example_opts()
+    opts["distributed"]["num_shards"] = 0
+    assert problems_of(opts) == ['distributed.num_shards: must be at least 1 (the number of hosts), e.g. '
+                                 '"num_shards": 1']
+    opts = example_opts()
+    opts["model"]["module_maps"] = [1]
+    assert problems_of(opts) == ["model.module_maps: expected a list of module names, got [1]"]
+
+
+def test_meter_and_handler_kargs_values_and_handler_classes_are_checked_before_the_run():
+    opts = example_opts()
+    opts["output"]["metrics"][1]["meter_kargs"]["blob_name"] = ["softmax"]
+    opts["output"]["handlers"] = [{"handler_py": "EarlyStopping", "kargs": {"monitor": "test_loss", "mode": "bad"}},
+                                  {"handler_py": "ComputeLoss"}]
+    problems = problems_of(opts)
+    assert any(p.startswith("output.metrics[1].meter_kargs:") and "blob_name" in p for p in problems)
+    assert any(p.startswith("output.handlers[0].kargs:") and "mode = 'bad'" in p for p in problems)
+    assert any(p.startswith("output.handlers[1].handler_py = 'ComputeLoss'") and "EventHandler" in p
+               for p in problems)
+
+
+def test_a_typo_in_optimizer_py_is_reported_under_that_key():
+    opts = example_opts()
+    opts["model"].update(parameter_update_py="", optimizer_py="sgd_param_updat")
+    assert any(p.startswith("model.optimizer_py = 'sgd_param_updat'") for p in problems_of(opts))
+
+
+def test_a_metric_reading_a_blob_forward_does_not_return_is_a_one_line_usage_error(tmp_path):
+    opts = example_opts()
+    opts["output"].update(checkpoint_folder=str(tmp_path / "run"), plots=[],
+                          metrics=[{"name": "b", "meter_py": "ComputeLoss", "meter_kargs": {"blob_name": "nope"},
+                                    "is_train": True}])
+    result = playground("run", "--parameters-json", write_opts(tmp_path, opts))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "output.metrics: 'b' reads the blob 'nope', which Experiment.forward does not return" in result.stderr
+
+
+def test_a_pretrained_checkpoint_of_another_network_is_a_one_line_usage_error(tmp_path):
+    opts = example_opts()
+    opts["epoch_iter"]["num_epochs"] = 1
+    opts["output"].update(checkpoint_folder=str(tmp_path / "small"), progress_bar=False)
+    assert playground("run", "--parameters-json", write_opts(tmp_path, opts)).returncode == 0
+    opts["model_param"].update(hidden_sizes=[8], pretrained_model=str(tmp_path / "small" / "model_final.pt"),
+                               reset_epoch=True)
+    opts["output"]["checkpoint_folder"] = str(tmp_path / "other")
+    result = playground("run", "--parameters-json", write_opts(tmp_path, opts, "other.json"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'small' / 'model_final.pt'} does not fit this experiment" in result.stderr
+    assert "size mismatch" in result.stderr

@@ -145,3 +145,11 @@ def test_bad_bn_and_memory_opts_name_the_key(model_param, key):
 def test_bad_num_classes_names_the_key():
     with pytest.raises(UsageError, match=r"input\.num_classes"):
         explicit_resnet_forward.build_network(make_exp(num_layer=18, num_classes=0))
+
+
+@pytest.mark.parametrize("width", [0, -16, 1.5, True])
+def test_bad_resnet_width_is_a_usage_error_before_building(width):
+    with pytest.raises(UsageError, match=r"model_param\.resnet_width must be a positive integer, .*got "):
+        explicit_resnet_forward.build_network(make_exp(num_layer=18, resnet_width=width))
+    with pytest.raises(ValueError, match="width must be a positive number of channels"):
+        ResNet(18, num_classes=10, width=0)

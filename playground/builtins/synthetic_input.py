@@ -6,8 +6,8 @@ so accuracy is well above chance but not perfect.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset
 
+from playground.data import TensorData
 from playground.opts import Opt
 
 OPTS = {
@@ -17,32 +17,15 @@ OPTS = {
 }
 
 
-class SyntheticDataset(Dataset):
-    """`num` samples as two tensors; batches are read with one indexing operation (`get_batch`)."""
-
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
-        self.features, self.labels = features, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[index], self.labels[index]
-
-    def get_batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.tensor(indices)
-        return self.features[index], self.labels[index]
-
-
-def make(num: int, num_features: int, num_classes: int, noise: float, seed: int, split: str) -> SyntheticDataset:
+def make(num: int, num_features: int, num_classes: int, noise: float, seed: int, split: str) -> TensorData:
     centres = torch.randn(num_classes, num_features, generator=torch.Generator().manual_seed(seed)) * 2.0
     generator = torch.Generator().manual_seed(seed * 2 + 1 + (split == "test"))
     labels = torch.randint(num_classes, (num,), generator=generator)
     features = centres[labels] + noise * torch.randn(num, num_features, generator=generator)
-    return SyntheticDataset(features, labels)
+    return TensorData(features, labels)
 
 
-def get_dataset(exp, split: str) -> SyntheticDataset:
+def get_dataset(exp, split: str) -> TensorData:
     """num_train_sample_per_epoch samples for 'train', num_test_sample for 'test'."""
     inp, epoch_iter = exp.opts["input"], exp.opts["epoch_iter"]
     num = epoch_iter["num_train_sample_per_epoch"] if split == "train" else epoch_iter["num_test_sample"]

@@ -25,7 +25,7 @@ def default_handlers(opts: dict, handlers: list[tuple[dict, type]]) -> list[tupl
     first, so each recorded row is on disk before another handler can fail the run at the same event), and last
     a ProgressBar unless output.progress_bar is false or one is listed already (a subclass counts)."""
     every_run = [({"handler_py": "playground.lab.Recorder", "kargs": {}}, Recorder), *handlers]
-    if opts["output"].get("progress_bar", True) and not any(
+    if opts["output"]["progress_bar"] and not any(
             isinstance(cls, type) and issubclass(cls, ProgressBar) for _, cls in handlers):
         every_run.append(({"handler_py": "ProgressBar", "kargs": {}}, ProgressBar))
     return every_run

@@ -11,12 +11,12 @@ if TYPE_CHECKING:
     from playground.anyexp import AnyExp
 
 
-def example_inputs(exp: AnyExp, input_shape: list[int] | None = None, batch: int = 1) -> Any:
-    """`batch` inputs on the experiment's device: zeros of (batch, *input_shape) when given, else the first
-    samples of the training set (a DataLoader's dataset for the Estimator), read without touching any RNG."""
+def example_inputs(exp: AnyExp, input_shape: list[int] | None = None) -> Any:
+    """One example input on the experiment's device: zeros of (1, *input_shape) when given, else the first
+    sample of the training set (a DataLoader's dataset for the Estimator), read without touching any RNG."""
     if input_shape is not None:
-        return torch.zeros((batch, *input_shape), device=exp.device)
+        return torch.zeros((1, *input_shape), device=exp.device)
     dataset = getattr(exp.train_dataset, "dataset", exp.train_dataset)
     with torch.random.fork_rng(devices=[]):  # reading a sample must not change what training draws
-        inputs, _ = exp.to_device(data.fetch(dataset, list(range(min(batch, len(dataset))))), dataset)
+        inputs, _ = exp.to_device(data.fetch(dataset, [0]), dataset)
     return inputs
