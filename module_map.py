@@ -18,7 +18,7 @@ MODULE_MAP: dict[str, str] = {
     # model.parameter_update_py / model.optimizer_py
     "sgd_param_update": "playground.builtins.sgd_param_update",
     "explicit_resnet_param_update": "resnetdemo.explicit_resnet_param_update",
-    "caffe2_resnet50_default_param_update": "resnetdemo.caffe2_resnet50_default_param_update",
+    "caffe2_resnet50_default_param_update": "resnetdemo.explicit_resnet_param_update",  # the seed's name, same recipe
     # model.rendezvous_py
     "rendezvous_filestore": "playground.builtins.rendezvous_filestore",
     "rendezvous_tcp": "playground.builtins.rendezvous_tcp",

@@ -1,4 +1,5 @@
-"""Parameter update: momentum SGD whose every knob is a `model_param` opt (see `OPTS`).
+"""Parameter update: momentum SGD whose every knob is a `model_param` opt (see `OPTS`). Also served as the seed's
+`caffe2_resnet50_default_param_update`, whose ResNet-50 recipe its defaults are.
 
 Defaults: momentum 0.9 without Nesterov, weight decay 1e-4 on conv/linear weights and none on BN parameters and
 biases, no warm-up, LR multiplied by 0.1 every `epoch_iter.num_epochs_per_flow_schedule` epochs.
@@ -13,7 +14,7 @@ from torch import nn
 from playground.opts import Opt
 from resnetdemo import sgd_schedule
 
-OPTS: dict[str, Opt] = sgd_schedule.declare_opts()
+OPTS: dict[str, Opt] = sgd_schedule.OPTS
 
 
 def build_optimizer(exp: Any, network: nn.Module) -> torch.optim.Optimizer:

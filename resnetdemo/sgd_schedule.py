@@ -1,8 +1,7 @@
-"""Momentum SGD with two weight-decay groups and a per-iteration LR schedule: the logic shared by
-`explicit_resnet_param_update` and `caffe2_resnet50_default_param_update`, which differ only in their defaults.
+"""Momentum SGD with two weight-decay groups and a per-iteration LR schedule, for `explicit_resnet_param_update`
+(module_map.py serves it under the seed's `caffe2_resnet50_default_param_update` too: the same recipe).
 
-Each of those modules declares its keys in an `OPTS` table made by `declare_opts`; the defaults used here are read
-from that table, so they are written down once per module. The schedule is a multiplier of the (optionally
+The keys it reads are declared once in `OPTS`; the defaults used here are read from that table. The schedule is a multiplier of the (optionally
 linearly scaled) base LR, computed from the global training step: the core steps the scheduler once after every
 training iteration, and `exp.epoch_iterations` turns the epochs written in the opts into iterations.
 """
@@ -27,31 +26,27 @@ NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _NUM, _INT, _BOOL, _STR, _LIST = (int, float), (int,), (bool,), (str,), (list,)
 
 
-def declare_opts(*, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 1e-4,
-                 weight_decay_bn: float = 0.0, warmup_epochs: float = 0, lr_schedule: str = "step",
-                 lr_gamma: float = 0.1, lr_scaling: str = "none", lr_reference_batch: int = 256) -> dict[str, Opt]:
-    """The `model_param` keys a parameter-update module reads, with that module's defaults."""
-    return {
-        "model_param.base_learning_rate": Opt(_NUM, None, REQUIRED, "Learning rate at the reference batch size "
-                                              "(after warm-up, before decay).", "0.1"),
-        "model_param.lr_scaling": Opt(_STR, lr_scaling, OPTIONAL, '"linear": LR = base_learning_rate * total batch '
-                                      '/ lr_reference_batch (Goyal et al.); "none": LR = base_learning_rate.'),
-        "model_param.lr_reference_batch": Opt(_INT, lr_reference_batch, OPTIONAL, "Global batch size at which "
-                                              "base_learning_rate applies unscaled (with lr_scaling linear)."),
-        "model_param.momentum": Opt(_NUM, momentum, OPTIONAL, "SGD momentum, in [0, 1)."),
-        "model_param.nesterov": Opt(_BOOL, nesterov, OPTIONAL, "Nesterov momentum."),
-        "model_param.weight_decay": Opt(_NUM, weight_decay, OPTIONAL, "L2 weight decay of conv and linear "
-                                        "weights."),
-        "model_param.weight_decay_bn": Opt(_NUM, weight_decay_bn, OPTIONAL, "Weight decay of BN scales and shifts "
-                                           "and of every bias (Caffe2's 1e-323 means none)."),
-        "model_param.warmup_epochs": Opt(_NUM, warmup_epochs, OPTIONAL, "Epochs of linear LR warm-up from "
-                                         "LR / warm-up iterations to LR (0: none)."),
-        "model_param.lr_schedule": Opt(_STR, lr_schedule, OPTIONAL, 'After warm-up: "step", "cosine" (to 0 at '
-                                       'epoch_iter.num_epochs) or "constant".'),
-        "model_param.lr_gamma": Opt(_NUM, lr_gamma, OPTIONAL, "Step schedule: LR multiplier at each step."),
-        "model_param.lr_steps": Opt(_LIST, None, OPTIONAL, "Step schedule: epochs at which the LR is multiplied "
-                                    "by lr_gamma (default: every epoch_iter.num_epochs_per_flow_schedule epochs)."),
-    }
+OPTS: dict[str, Opt] = {
+    "model_param.base_learning_rate": Opt(_NUM, None, REQUIRED, "Learning rate at the reference batch size "
+                                          "(after warm-up, before decay).", "0.1"),
+    "model_param.lr_scaling": Opt(_STR, "none", OPTIONAL, '"linear": LR = base_learning_rate * total batch '
+                                  '/ lr_reference_batch (Goyal et al.); "none": LR = base_learning_rate.'),
+    "model_param.lr_reference_batch": Opt(_INT, 256, OPTIONAL, "Global batch size at which "
+                                          "base_learning_rate applies unscaled (with lr_scaling linear)."),
+    "model_param.momentum": Opt(_NUM, 0.9, OPTIONAL, "SGD momentum, in [0, 1)."),
+    "model_param.nesterov": Opt(_BOOL, False, OPTIONAL, "Nesterov momentum."),
+    "model_param.weight_decay": Opt(_NUM, 1e-4, OPTIONAL, "L2 weight decay of conv and linear "
+                                    "weights."),
+    "model_param.weight_decay_bn": Opt(_NUM, 0.0, OPTIONAL, "Weight decay of BN scales and shifts "
+                                       "and of every bias (Caffe2's 1e-323 means none)."),
+    "model_param.warmup_epochs": Opt(_NUM, 0, OPTIONAL, "Epochs of linear LR warm-up from "
+                                     "LR / warm-up iterations to LR (0: none)."),
+    "model_param.lr_schedule": Opt(_STR, "step", OPTIONAL, 'After warm-up: "step", "cosine" (to 0 at '
+                                   'epoch_iter.num_epochs) or "constant".'),
+    "model_param.lr_gamma": Opt(_NUM, 0.1, OPTIONAL, "Step schedule: LR multiplier at each step."),
+    "model_param.lr_steps": Opt(_LIST, None, OPTIONAL, "Step schedule: epochs at which the LR is multiplied "
+                                "by lr_gamma (default: every epoch_iter.num_epochs_per_flow_schedule epochs)."),
+}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The two SGD parameter-update components: weight-decay groups, LR scaling and the per-iteration schedule."""
+"""The SGD parameter-update component (under both of its names): weight-decay groups, LR scaling and the per-iteration schedule."""
 from __future__ import annotations
 
 import io
@@ -8,9 +8,14 @@ import pytest
 import torch
 from torch import nn
 
+import module_map
 from playground.errors import UsageError
-from resnetdemo import caffe2_resnet50_default_param_update, explicit_resnet_param_update, sgd_schedule
+from playground.registry import import_path
+from resnetdemo import explicit_resnet_param_update, sgd_schedule
 from resnetdemo.resnet import ResNet
+
+# The seed's name for the same recipe, as opts resolve it.
+caffe2_resnet50_default_param_update = import_path(module_map.MODULE_MAP["caffe2_resnet50_default_param_update"])
 
 BASE = 0.1
 PER_EPOCH = 10  # exp.epoch_iterations in these tests
