@@ -307,17 +307,9 @@ def meet(store: dist.Store, opts: dict, place: Place, where: str) -> tuple[dist.
 
 def comparable_opts(opts: dict) -> dict[str, Any]:
     """The opts as dotted keys, without those that may differ between hosts (HOST_LOCAL_OPTS)."""
-    flat: dict[str, Any] = {}
+    from playground.lab.repository import flatten
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(opts, "")
-    return {k: v for k, v in flat.items() if k not in HOST_LOCAL_OPTS}
+    return {k: v for k, v in flatten(opts).items() if k not in HOST_LOCAL_OPTS}
 
 
 def _check_same_opts(peers: list[dict]) -> None:

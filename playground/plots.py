@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 
 
 def series(history: dict[str, list[dict]], name: str, x: str) -> tuple[list[float], list[float]]:
@@ -19,29 +20,35 @@ def file_name(index: int, plot: dict) -> str:
 
 def write(history: dict[str, list[dict]], plots: list[dict], folder: str) -> list[str]:
     """One PNG per plot entry in `folder`; returns their paths."""
-    if not plots:
-        return []
-    import matplotlib  # imported here: it costs start-up time, and only finished runs draw
+    paths = []
+    for index, plot in enumerate(plots):
+        x = plot.get("x") or "iterations"
+        path = os.path.join(folder, file_name(index, plot))
+        line_chart([(name, *series(history, name, x)) for name in plot["ys"]], path, xlabel=plot.get("x_title") or x,
+                   ylabel=plot.get("y_title") or ", ".join(plot["ys"]),
+                   title=plot.get("title") or plot.get("y_title") or ", ".join(plot["ys"]))
+        paths.append(path)
+    return paths
+
+
+def line_chart(lines: list[tuple[str, Sequence[float], Sequence[float]]], path: str, *, xlabel: str, ylabel: str,
+               title: str) -> None:
+    """A PNG at `path` (written whole, then renamed into place) of (label, xs, ys) lines."""
+    import matplotlib  # imported here: it costs start-up time, and only finished runs and `runs compare` draw
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    for index, plot in enumerate(plots):
-        x = plot.get("x") or "iterations"
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        for name in plot["ys"]:
-            xs, ys = series(history, name, x)
-            axes.plot(xs, ys, marker="." if len(xs) < 50 else None, label=name)
-        axes.set_xlabel(plot.get("x_title") or x)
-        axes.set_ylabel(plot.get("y_title") or ", ".join(plot["ys"]))
-        axes.set_title(plot.get("title") or plot.get("y_title") or ", ".join(plot["ys"]))
-        axes.grid(alpha=0.3)
-        axes.legend()
-        figure.tight_layout()
-        path = os.path.join(folder, file_name(index, plot))
-        figure.savefig(path + ".tmp.png", dpi=100)
-        os.replace(path + ".tmp.png", path)
-        plt.close(figure)
-        paths.append(path)
-    return paths
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label, xs, ys in lines:
+        axes.plot(xs, ys, marker="." if len(xs) < 50 else None, label=label)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path + ".tmp.png", dpi=100)
+    os.replace(path + ".tmp.png", path)
+    plt.close(figure)

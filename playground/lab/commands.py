@@ -174,25 +174,11 @@ def compare(repo: ExperimentRepository, experiments: list[Experiment], metric: s
 
 
 def plot(melded: Any, metric: str, png: str) -> None:
-    import matplotlib
+    from playground.plots import line_chart
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    for column in melded.columns:
-        series = melded[column].dropna()
-        axes.plot(series.index, series.values, marker="." if len(series) < 50 else None, label=str(column))
-    axes.set_xlabel(melded.index.name or "epoch")
-    axes.set_ylabel(metric)
-    axes.set_title(f"{metric} across {len(melded.columns)} experiment(s)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
-    figure.savefig(png + ".tmp.png", dpi=100)
-    os.replace(png + ".tmp.png", png)
-    plt.close(figure)
+    lines = [(str(column), (values := melded[column].dropna()).index, values.values) for column in melded.columns]
+    line_chart(lines, png, xlabel=melded.index.name or "epoch", ylabel=metric,
+               title=f"{metric} across {len(melded.columns)} experiment(s)")
 
 
 def runs_compare(repo: ExperimentRepository, args: argparse.Namespace) -> int:
