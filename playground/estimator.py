@@ -86,6 +86,8 @@ class Estimator:
         self.metrics, self.handlers = list(metrics), list(handlers)
         if bad := [h for h in self.handlers if not isinstance(h, EventHandler)]:
             raise EstimatorError(f"Estimator: handlers must be EventHandler instances, got {type(bad[0]).__name__}")
+        # Each fit starts its handlers from this state (a resumed fit then loads theirs from the checkpoint).
+        self._fresh_handler_states = [copy.deepcopy(h.state_dict()) for h in self.handlers]
         self.optimizer = self._optimizer(optimizer)
         self.lr_scheduler, self.progress_bar = lr_scheduler, progress_bar
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -131,6 +133,8 @@ class Estimator:
         if val is not None:
             self.check(val, batch_size, "val_data")
         run_opts = self._opts(train, val, epochs, batch_size, seed, checkpoint_folder, opts or {})
+        for handler, state in zip(self.handlers, self._fresh_handler_states):
+            handler.load_state_dict(copy.deepcopy(state))
         components = self._components(run_opts, train, val, self.handlers, self.lr_scheduler)
         with lab.run_folder(run_opts) as self.folder:  # the same record, folder and log file as `playground run`
             self.results = runner.run(run_opts, components, self.folder, device=self.device)

@@ -44,11 +44,8 @@ class BestCheckpoint(EventHandler):
         self.best_step = -1          # global_step of the best value
         self.best_source = ""        # the checkpoint model_best.pt was made from
         self._pending = False        # improved: the next checkpoint becomes the best one
-        self._initial = self.state_dict()
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
-            self.load_state_dict(self._initial)
         self.monitor.warn_if_unknown(exp)
         if self._pending and exp.checkpoints and _in_folder(exp, exp.checkpoints[-1]):
             # Resumed from the checkpoint that improved, killed before it was published: publish it now.

@@ -38,11 +38,8 @@ class EarlyStopping(EventHandler):
         self.wait = 0                # epochs in a row without improvement
         self.stopped_epoch = 0       # epochs completed when the stop was requested (0: not stopped)
         self.best_weights: dict[str, torch.Tensor] | None = None
-        self._initial = self.state_dict()
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
-            self.load_state_dict(self._initial)
         self.monitor.warn_if_unknown(exp)
 
     def on_epoch_end(self, exp: AnyExp) -> None:

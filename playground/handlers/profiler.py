@@ -37,11 +37,6 @@ class Profiler(EventHandler):
         self._profile: Any = None
         self._label: Any = None
         self._first = 0
-        self._initial = self.state_dict()
-
-    def on_train_begin(self, exp: AnyExp) -> None:
-        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
-            self.load_state_dict(self._initial)
 
     def on_iteration_begin(self, exp: AnyExp) -> None:
         step = exp.state.global_step

@@ -32,11 +32,8 @@ class PrintReport(EventHandler):
         self.elapsed = 0.0
         self._started = 0.0
         self._columns: list[str] = []  # entries, or what null stands for, fixed at the first row
-        self._initial = self.state_dict()
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
-            self.load_state_dict(self._initial)
         self._started, self._columns = time.perf_counter(), []
 
     def on_epoch_end(self, exp: AnyExp) -> None:
@@ -82,11 +79,8 @@ class LogReport(EventHandler):
         self.size = 0                            # bytes of the file when those rows were written
         self._exp: AnyExp | None = None
         self._file: BinaryIO | None = None
-        self._initial = self.state_dict()
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        if exp.state.global_step == 0:  # a new run, not a resumed one: forget what an earlier fit left
-            self.load_state_dict(self._initial)
         if exp.rank != 0:
             return
         self._exp = exp
