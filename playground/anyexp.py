@@ -136,10 +136,15 @@ class AnyExp:
         per_test = self.opts["epoch_iter"]["num_train_iteration_per_test"]
         if end_of_epoch or (per_test and self.state.iteration % per_test == 0):
             self.run_test()
-        every = self.opts["output"]["checkpoint_every_iters"]
-        if (self.checkpoint_requested or every and self.state.global_step % every == 0) and not end_of_epoch:
-            self.save_checkpoint()
         distributed.agree_stop(self)  # every rank stops at the same iteration, whichever rank was asked
+        if self.checkpoint_due() and not end_of_epoch and not self.state.stop_reason:  # run_epoch saves those
+            self.save_checkpoint()
+
+    def checkpoint_due(self) -> bool:
+        """Whether this iteration boundary writes a checkpoint: one was requested or checkpoint_every_iters says
+        so (epoch ends and stops always write one)."""
+        every = self.opts["output"]["checkpoint_every_iters"]
+        return bool(self.checkpoint_requested or every and self.state.global_step % every == 0)
 
     def train_step(self, batch: Any) -> dict:
         """One optimizer step on `batch`; returns the blobs of `forward`."""

@@ -101,3 +101,22 @@ def test_user_component_by_dotted_path_and_extra_module_map(tiny_opts, tmp_path,
     tiny_opts["model"]["module_maps"] = ["my_map"]
     assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
     assert example_opts()["model"]["forward_pass_py"] == "mlp_forward"
+
+
+def test_a_stop_at_a_scheduled_checkpoint_writes_it_once(tiny_opts, tmp_path, monkeypatch):
+    (tmp_path / "stop_at_four.py").write_text(
+        "from playground.events import EventHandler\n\n"
+        "class StopAtFour(EventHandler):\n"
+        "    saved = []\n\n"
+        "    def on_iteration_end(self, exp):\n"
+        "        if exp.state.global_step == 4:\n"
+        "            exp.request_stop('enough')\n\n"
+        "    def on_checkpoint_saved(self, exp, path):\n"
+        "        StopAtFour.saved.append(path)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tiny_opts["output"].update(checkpoint_every_iters=4, handlers=[{"handler_py": "stop_at_four.StopAtFour"}])
+    assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
+    import stop_at_four
+
+    mid_epoch = [p for p in stop_at_four.StopAtFour.saved if not p.endswith("model_final.pt")]
+    assert len(mid_epoch) == 1, stop_at_four.StopAtFour.saved  # the scheduled checkpoint is the stop's

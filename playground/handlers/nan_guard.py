@@ -49,9 +49,7 @@ class TerminateOnNaN(EventHandler):
     @staticmethod
     def _checkpoint_follows(exp: AnyExp) -> bool:
         """Whether the loop writes a checkpoint at this iteration boundary (the epoch's end is on_epoch_end's)."""
-        every = exp.opts["output"]["checkpoint_every_iters"]
-        return bool(exp.checkpoint_requested or exp.stop_requested or exp.state.stop_reason
-                    or every and exp.state.global_step % every == 0)
+        return bool(exp.checkpoint_due() or exp.stop_requested or exp.state.stop_reason)
 
     def _fail(self, exp: AnyExp, loss: torch.Tensor | None) -> None:
         value = float(loss.float().mean()) if loss is not None and loss.numel() else math.nan
