@@ -54,6 +54,27 @@ def save(path: str, checkpoint: dict) -> None:
     atomic_write(path + ".sha256", f"{digest}  {os.path.basename(path)}\n".encode())
 
 
+def recorded_digest(path: str) -> str | None:
+    """The SHA-256 recorded in `path`.sha256, or None when there is none."""
+    try:
+        with open(path + ".sha256", encoding="utf-8") as f:
+            return f.read().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def digest_matches(path: str) -> bool:
+    """The file's SHA-256 equals its .sha256 record: the bytes read back are what was saved."""
+    expected, sha = recorded_digest(path), hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+    except OSError:
+        return False
+    return expected is not None and sha.hexdigest() == expected
+
+
 def load(path: str, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint after checking its digest; refuse anything but tensors and plain data."""
     try:
@@ -61,12 +82,10 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
             data = f.read()
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        with open(path + ".sha256", encoding="utf-8") as f:
-            expected = f.read().split()[0]
-    except (OSError, IndexError):
+    expected = recorded_digest(path)
+    if expected is None:
         raise CheckpointError(f"{path}: no digest in {os.path.basename(path)}.sha256, so it cannot be trusted "
-                              "(the save was interrupted)") from None
+                              "(the save was interrupted)")
     if hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{path}: SHA-256 does not match {os.path.basename(path)}.sha256; the file is "
                               "truncated or corrupt")

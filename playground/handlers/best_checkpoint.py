@@ -1,7 +1,6 @@
 """BestCheckpoint: model_best.pt follows the best value of a metric; old checkpoints are pruned."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -87,8 +86,7 @@ class BestCheckpoint(EventHandler):
         except OSError:
             shutil.copy2(source, tmp)
         os.replace(tmp, target)
-        with open(source + ".sha256", encoding="utf-8") as f:
-            digest = f.read().split()[0]
+        digest = checkpoint.recorded_digest(source)
         checkpoint.atomic_write(target + ".sha256", f"{digest}  {os.path.basename(target)}\n".encode())
 
     def _prune(self, exp: AnyExp, newest: str) -> None:
@@ -96,7 +94,7 @@ class BestCheckpoint(EventHandler):
         regular = [p for p in exp.checkpoints if os.path.basename(p) not in ("model_final.pt", self.filename)
                    and _in_folder(exp, p)]  # never another run's (a pretrained_model's history)
         old = regular[:-self.keep_last_k]
-        if not old or not _digest_matches(newest):
+        if not old or not checkpoint.digest_matches(newest):
             return
         for path in old:
             for file in (path, path + ".sha256"):
@@ -116,17 +114,3 @@ class BestCheckpoint(EventHandler):
 
 def _in_folder(exp: AnyExp, path: str) -> bool:
     return os.path.dirname(os.path.abspath(path)) == os.path.abspath(exp.folder) and os.path.exists(path)
-
-
-def _digest_matches(path: str) -> bool:
-    """The file's SHA-256 equals its .sha256 record: the bytes on disk are what was saved."""
-    try:
-        with open(path + ".sha256", encoding="utf-8") as f:
-            expected = f.read().split()[0]
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha.update(block)
-    except (OSError, IndexError):
-        return False
-    return sha.hexdigest() == expected
