@@ -181,6 +181,8 @@ class ExperimentRepository:
 
     def resolve_tag(self, ref: str) -> str:
         """The one tag equal to or starting with `ref`; NotFound naming the candidates otherwise."""
+        if ref.strip("./") and "/" not in ref and self.store.exists(ref, status.FILE):
+            return ref  # a whole tag: no need to list the runs root (an S3 listing, for a URL root)
         tags = self.store.tags()
         if ref in tags:
             return ref
