@@ -195,6 +195,9 @@ def parse_value(raw: str, source: str) -> Any:
 def set_dotted(opts: dict, key: str, value: Any, where: str) -> None:
     """opts[dotted key] = value, creating the objects on the way; `where` names the setting in errors."""
     *parents, leaf = key.split(".")
+    if not all([*parents, leaf]):
+        raise UsageError(f"{where}: {key!r} has an empty part between dots; write each key of the path, e.g. "
+                         "model_param.seed")
     node = opts
     for i, part in enumerate(parents):
         node = node.setdefault(part, {})

@@ -264,3 +264,16 @@ def test_a_pretrained_checkpoint_of_another_network_is_a_one_line_usage_error(tm
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{tmp_path / 'small' / 'model_final.pt'} does not fit this experiment" in result.stderr
     assert "size mismatch" in result.stderr
+
+
+@pytest.mark.parametrize("assignment", ["a..b=1", "model_param..seed=5", ".seed=5", "model_param.=5"])
+def test_set_with_an_empty_part_in_its_key_is_a_usage_error(assignment):
+    with pytest.raises(UsageError, match="has an empty part between dots"):
+        opts_lib.apply_set(example_opts(), assignment)
+
+
+def test_cli_refuses_set_with_an_empty_key_part(tmp_path):
+    result = playground("run", "--parameters-json", write_opts(tmp_path, example_opts()), "--set",
+                        "model_param..seed=5", "--dry-run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "playground: error: --set model_param..seed: 'model_param..seed' has an empty part" in result.stderr
