@@ -13,6 +13,9 @@ class Meter:
     """Protocol: reset(); update(blobs) per measured batch; compute() -> float. Subclasses define batch_sums."""
 
     def __init__(self, blob_name: str | list[str] = "loss"):
+        names = [blob_name] if isinstance(blob_name, str) else blob_name
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError(f"blob_name must be a blob name or a list of them, got {blob_name!r}")
         self.blob_name = blob_name
         self.sums: torch.Tensor | None = None
 
@@ -45,9 +48,11 @@ class ComputeTopKAccuracy(Meter):
     """Fraction of samples whose label is among the `topk` highest scores. blob_name: [scores, labels]."""
 
     def __init__(self, blob_name: list[str] = ("softmax", "label"), topk: int = 1):
-        super().__init__(list(blob_name))
-        if len(self.blob_name) != 2:
+        if isinstance(blob_name, str) or not isinstance(blob_name, (list, tuple)) or len(blob_name) != 2:
             raise ValueError(f"blob_name must name [scores, labels], got {blob_name!r}")
+        super().__init__(list(blob_name))
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise ValueError(f"topk must be a positive integer, got {topk!r}")
         self.topk = topk
 
     def batch_sums(self, blobs: dict) -> torch.Tensor:

@@ -217,8 +217,7 @@ def test_values_outside_their_choices_and_impossible_counts_are_opts_problems():
                for p in problems_of(opts))
     opts = example_opts()
     opts["distributed"]["num_shards"] = 0
-    assert problems_of(opts) == ['distributed.num_shards: must be at least 1 (the number of hosts), e.g. '
-                                 '"num_shards": 1']
+    assert problems_of(opts) == ["distributed.num_shards: must be at least 1, got 0"]
     opts = example_opts()
     opts["model"]["module_maps"] = [1]
     assert problems_of(opts) == ["model.module_maps: expected a list of module names, got [1]"]
@@ -266,6 +265,118 @@ def test_a_pretrained_checkpoint_of_another_network_is_a_one_line_usage_error(tm
     assert "size mismatch" in result.stderr
 
 
+def test_every_list_entry_and_element_is_type_checked_like_any_key():
+    opts = example_opts()
+    opts["output"]["metrics"][2]["name"] = None
+    opts["output"]["metrics"][3]["name"] = 5
+    opts["output"]["metrics"][1]["is_train"] = "yes"
+    opts["output"]["plots"][0]["ys"] = ["train_loss", 3]
+    opts["output"]["plots"][1]["ys"] = 7
+    opts["output"]["handlers"] = [{"handler_py": "EarlyStopping", "kargs": []}, None]
+    opts["model_param"]["hidden_sizes"] = [64, "8", 0]
+    problems = problems_of(opts)
+    assert {"output.metrics[2].name: must not be null (The metric's column in train.csv, test.csv and results.json.)",
+            "output.metrics[3].name: expected a string, got 5",
+            'output.metrics[1].is_train: expected true or false, got "yes"',
+            "output.plots[0].ys[1]: expected a string, got 3",
+            "output.plots[1].ys: expected a list, got 7",
+            "output.handlers[0].kargs: expected an object, got []",
+            "output.handlers[1]: expected an object, got null",
+            'model_param.hidden_sizes[1]: expected an integer, got "8"',
+            "model_param.hidden_sizes[2]: must be at least 1, got 0"} <= set(problems), problems
+
+
+def test_null_means_the_default_for_every_optional_key_and_field_in_a_real_run(tiny_opts, tmp_path):
+    tiny_opts["output"]["metrics"][0].update(meter_kargs=None, is_train=None)
+    tiny_opts["output"]["plots"][0].update(x=None, x_title=None)
+    nulls = ["output.record_every_iters", "input.decode_threads", "model_param.mixed_precision", "model_param.momentum",
+             "input.noise", "distributed.rendezvous_timeout_s", "output.gen_checkpoint_path_py", "input.num_classes",
+             "model_param.hidden_sizes", "model_param.label_smoothing", "model_param.nesterov", "output.handlers",
+             "output.checkpoint_every_iters", "output.progress_bar", "model.additional_override_py",
+             "model.module_maps", "model_param.engine", "model_param.reset_epoch"]
+    result = playground("run", "--parameters-json", write_opts(tmp_path, tiny_opts), "--set",
+                        "model_param.seed=4294967295", *[arg for key in nulls for arg in ("--set", f"{key}=null")])
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "run" / "opts.json").read_text())
+    assert {key: opts_lib.get(saved, key) for key in nulls} == {
+        "output.record_every_iters": 10, "input.decode_threads": 0, "model_param.mixed_precision": "",
+        "model_param.momentum": 0.9, "input.noise": 2.0, "distributed.rendezvous_timeout_s": 300,
+        "output.gen_checkpoint_path_py": "gen_checkpoint_path", "input.num_classes": 10,
+        "model_param.hidden_sizes": [64], "model_param.label_smoothing": 0.0, "model_param.nesterov": False,
+        "output.handlers": [], "output.checkpoint_every_iters": 0, "output.progress_bar": True,
+        "model.additional_override_py": "", "model.module_maps": [], "model_param.engine": "",
+        "model_param.reset_epoch": True}
+    assert saved["output"]["metrics"][0]["meter_kargs"] == {} and saved["output"]["metrics"][0]["is_train"] is True
+    assert saved["output"]["plots"][0]["x"] == "" and (tmp_path / "run" / "model_final.pt").exists()
+
+
+def test_null_or_empty_where_a_value_is_needed_names_the_key():
+    opts = example_opts()
+    opts["model_param"]["memonger"] = None
+    opts["output"]["gen_checkpoint_path_py"] = ""
+    assert problems_of(opts) == [
+        "model_param.memonger: must not be null (Activation checkpointing where the forward pass supports it "
+        "(Caffe2's memonger shared activation memory).)",
+        'output.gen_checkpoint_path_py: must not be empty; leave it out or null for "gen_checkpoint_path"']
+
+
+@pytest.mark.parametrize("assignment, problem", [
+    ("model_param.base_learning_rate=1e309", "model_param.base_learning_rate: inf is not a finite number; give a "
+                                             "finite value"),
+    ("model_param.seed=9223372036854775808", "model_param.seed: must be at most 4294967295, got 9223372036854775808"),
+    ("model_param.seed=-1", "model_param.seed: must be at least 0, got -1"),
+    ("distributed.rendezvous_timeout_s=0", "distributed.rendezvous_timeout_s: must be above 0, got 0"),
+    ("distributed.master_port=70000", "distributed.master_port: must be at most 65535, got 70000"),
+    ("epoch_iter.num_epochs=0", "epoch_iter.num_epochs: must be at least 1, got 0"),
+    ("output.record_every_iters=0", "output.record_every_iters: must be at least 1, got 0"),
+    ("model_param.label_smoothing=1.5", "model_param.label_smoothing: must be at most 1, got 1.5"),
+    ("model_param.momentum=1", "model_param.momentum: must be below 1, got 1"),
+    ("epoch_iter.num_test_iter=18446744073709551616", "epoch_iter.num_test_iter: must be within "
+                                                      "±9223372036854775807 (64 bits), got 18446744073709551616"),
+])
+def test_numbers_out_of_their_declared_range_are_opts_problems(assignment, problem):
+    opts = example_opts()
+    opts_lib.apply_set(opts, assignment)
+    assert problems_of(opts) == [problem]
+
+
+def test_numbers_json_reads_as_infinite_or_cannot_read_are_refused(tmp_path):
+    text = json.dumps({"opts": example_opts()})
+    problems = problems_of(opts_lib.load_opts(text.replace('"base_learning_rate": 0.1', '"base_learning_rate": 1e309')))
+    assert problems == ["model_param.base_learning_rate: inf is not a finite number; give a finite value"]
+    with pytest.raises(UsageError, match="--parameters-json: a number has too many digits to read"):
+        opts_lib.load_opts(text.replace('"seed": 1', '"seed": 1' + "0" * 5000))
+
+
+def nested_json(levels: int) -> str:
+    return '{"k": ' * levels + "1" + "}" * levels
+
+
+def test_opts_nest_at_most_32_levels_and_the_error_names_the_path():
+    opts = example_opts()
+    opts["model_param"]["mine"] = json.loads(nested_json(30))  # its deepest value is 32 levels down
+    prepare(opts)
+    opts["model_param"]["mine"] = json.loads(nested_json(31))
+    assert problems_of(opts) == [f"model_param.mine{'.k' * 30}: nested more than 32 levels deep; flatten it"]
+    with pytest.raises(UsageError, match="--parameters-json: nested too deeply to read; opts nest at most 32 levels"):
+        opts_lib.load_opts(nested_json(100_000))
+
+
+@pytest.mark.parametrize("levels, error", [
+    (500, "playground: error: model_param.mine.k.k.k"),  # used to train, then fail to write any checkpoint
+    (5000, "playground: error: {file}: nested too deeply to read; opts nest at most 32 levels"),  # past json's limit
+])
+def test_a_deeply_nested_user_opt_is_exit_2_naming_it_and_nothing_is_created(tmp_path, levels, error):
+    text = json.dumps({"opts": example_opts()})
+    text = text.replace('"hidden_sizes": [64]', f'"hidden_sizes": [64], "mine": {nested_json(levels)}')
+    (tmp_path / "deep.json").write_text(text)
+    result = playground("run", "--parameters-json", str(tmp_path / "deep.json"), "--set",
+                        f"output.checkpoint_folder={tmp_path / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(error.format(file=tmp_path / "deep.json")), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("assignment", ["a..b=1", "model_param..seed=5", ".seed=5", "model_param.=5"])
 def test_set_with_an_empty_part_in_its_key_is_a_usage_error(assignment):
     with pytest.raises(UsageError, match="has an empty part between dots"):
@@ -277,3 +388,28 @@ def test_cli_refuses_set_with_an_empty_key_part(tmp_path):
                         "model_param..seed=5", "--dry-run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "playground: error: --set model_param..seed: 'model_param..seed' has an empty part" in result.stderr
+
+
+def test_meter_kargs_of_the_wrong_kind_are_opts_problems_before_the_run():
+    opts = example_opts()
+    opts["output"]["metrics"][0]["meter_kargs"]["blob_name"] = ["loss", 1]
+    opts["output"]["metrics"][1]["meter_kargs"].update(topk="epochs")
+    opts["output"]["metrics"][3]["meter_kargs"].update(blob_name="softmax")
+    assert problems_of(opts) == [
+        "output.metrics[0].meter_kargs: blob_name must be a blob name or a list of them, got ['loss', 1]",
+        "output.metrics[1].meter_kargs: topk must be a positive integer, got 'epochs'",
+        "output.metrics[3].meter_kargs: blob_name must name [scores, labels], got 'softmax'"]
+
+
+def test_every_declared_default_is_a_valid_value_of_its_key():
+    import module_map
+    from playground.registry import import_path
+
+    tables = [opts_lib.FRAMEWORK_OPTS,
+              *(getattr(import_path(path), "OPTS", {}) for path in module_map.MODULE_MAP.values())]
+    for declared in tables:
+        optional = {key for key, opt in declared.items() if opt.rule == opts_lib.OPTIONAL}
+        problems = opts_lib.validate(opts_lib.with_defaults({}, declared), declared)
+        bad = [p for p in problems if p.split(":")[0] in optional and not p.startswith("model.parameter_update_py: "
+                                                                                          "missing; set it or")]
+        assert not bad, bad

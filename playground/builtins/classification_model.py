@@ -8,7 +8,8 @@ from playground.anyexp import AnyExp
 from playground.opts import Opt
 
 OPTS = {
-    "model_param.label_smoothing": Opt((int, float), 0.0, doc="Label smoothing of the cross-entropy loss."),
+    "model_param.label_smoothing": Opt((int, float), 0.0, doc="Label smoothing of the cross-entropy loss.",
+                                       maximum=1),
 }
 
 

@@ -6,7 +6,8 @@ import torch
 from playground.opts import Opt
 
 OPTS = {
-    "model_param.hidden_sizes": Opt((list,), [64], doc="Widths of the MLP's hidden layers (ReLU between)."),
+    "model_param.hidden_sizes": Opt((list,), [64], doc="Widths of the MLP's hidden layers (ReLU between).",
+                                    items=Opt((int,), minimum=1)),
 }
 
 

@@ -11,8 +11,8 @@ from playground.data import TensorData
 from playground.opts import Opt
 
 OPTS = {
-    "input.num_features": Opt((int,), 32, doc="Features per sample."),
-    "input.num_classes": Opt((int,), 10, doc="Classes."),
+    "input.num_features": Opt((int,), 32, doc="Features per sample.", minimum=1),
+    "input.num_classes": Opt((int,), 10, doc="Classes.", minimum=1),
     "input.noise": Opt((int, float), 2.0, doc="Standard deviation of samples around their class centre."),
 }
 
