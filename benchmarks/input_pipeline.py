@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from playground import data
+from playground.opts import with_defaults
 from resnetdemo import lmdb_input, make_lmdb, shapes, transforms
 from resnetdemo.lmdb_format import RECORD_HEADER, LmdbReader, record_key
 
@@ -195,9 +196,10 @@ def main() -> None:
         make_lmdb.main(["--synthetic", "shapes", str(lmdb_path), "--num", str(args.num), "--size", str(args.size)])
         write_jpeg_folder(lmdb_path, folder)
         shutil.copytree(lmdb_path, Path(tmp) / "ceiling")
-        exp = types.SimpleNamespace(seed=0, opts={"input": {
+        exp = types.SimpleNamespace(seed=0, opts=with_defaults({"input": {
             "train_input_path": str(lmdb_path), "num_classes": shapes.NUM_CLASSES, "loadsize": loadsize,
-            "imsize": imsize, "scale_jitter_type": 1, "mirror": True, "color_jitter": True, "color_lighting": True}})
+            "imsize": imsize, "scale_jitter_type": 1, "mirror": True, "color_jitter": True, "color_lighting": True}},
+            lmdb_input.OPTS))
         ours = lmdb_input.get_dataset(exp, "train")
         pillow = PillowFolderDataset(folder, imsize, transforms.IMAGENET_MEAN_RGB, transforms.IMAGENET_STD_RGB)
         runs = {"ceiling: LMDB read + cv2.imdecode": ceiling(Path(tmp) / "ceiling", args.num, ours.decode_flags),

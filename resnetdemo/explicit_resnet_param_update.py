@@ -19,9 +19,9 @@ OPTS: dict[str, Opt] = sgd_schedule.OPTS
 
 def build_optimizer(exp: Any, network: nn.Module) -> torch.optim.Optimizer:
     """Momentum SGD with a decaying (conv/linear weights) and a non-decaying (BN, biases) parameter group."""
-    return sgd_schedule.build_sgd(exp, network, OPTS)
+    return sgd_schedule.build_sgd(exp, network)
 
 
 def build_lr_scheduler(exp: Any, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """Warm-up then the step, cosine or constant schedule; to be stepped once after every training iteration."""
-    return sgd_schedule.build_scheduler(exp, optimizer, OPTS)
+    return sgd_schedule.build_scheduler(exp, optimizer)

@@ -10,9 +10,8 @@ import logging
 import math
 import multiprocessing
 import os
-from numbers import Real
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,27 +27,42 @@ from resnetdemo.transforms import (IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTran
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
-_DEFAULT_MAX_DECODE_FAILURES = 0.001
 _WAREHOUSE = "accepted and unused: Caffe2 read it from Facebook's data warehouse; here the LMDB paths say it all."
-_STR, _INT, _BOOL, _LIST = (str,), (int,), (bool,), (list,)
+_STR, _INT, _BOOL, _LIST, _NUM = (str,), (int,), (bool,), (list,), (int, float)
+
+
+def _crop_fits(imsize: int, opts: dict) -> str:
+    loadsize = opts["input"]["loadsize"]
+    return f"{imsize} must not exceed input.loadsize ({loadsize})" if imsize > loadsize else ""
+
+
+def _three_channels(values: list, opts: dict) -> str:
+    return "" if len(values) == 3 else f"needs 3 numbers, R, G and B, got {len(values)}"
+
+
 OPTS: dict[str, Opt] = {
     "input.train_input_path": Opt(_STR, None, REQUIRED, "LMDB folder of the training split (playground make-lmdb).",
                                   '"data/shapes/train"'),
     "input.test_input_path": Opt(_STR, None, REQUIRED, "LMDB folder of the test split.", '"data/shapes/test"'),
-    "input.num_classes": Opt(_INT, None, REQUIRED, "Classes the model predicts; at least the dataset's.", "10"),
-    "input.loadsize": Opt(_INT, None, REQUIRED, "Shorter side images are resized to before cropping.", "256"),
-    "input.imsize": Opt(_INT, None, REQUIRED, "Side of the square crop fed to the network; at most loadsize.", "224"),
+    "input.num_classes": Opt(_INT, None, REQUIRED, "Classes the model predicts; at least the dataset's.", "10",
+                             minimum=1),
+    "input.loadsize": Opt(_INT, None, REQUIRED, "Shorter side images are resized to before cropping.", "256",
+                          minimum=1),
+    "input.imsize": Opt(_INT, None, REQUIRED, "Side of the square crop fed to the network; at most loadsize.", "224",
+                        minimum=1, check=_crop_fits),
     "input.scale_jitter_type": Opt(_INT, 0, OPTIONAL, "0: random imsize crop of the loadsize image; 1: "
-                                   "random-resized crop (8-100% of the area, aspect 3/4-4/3)."),
+                                   "random-resized crop (8-100% of the area, aspect 3/4-4/3).", choices=(0, 1)),
     "input.mirror": Opt(_BOOL, True, OPTIONAL, "Random horizontal flips in training."),
     "input.color_jitter": Opt(_BOOL, False, OPTIONAL, "Brightness, contrast and saturation jitter of 40%, in "
                               "random order."),
     "input.color_lighting": Opt(_BOOL, False, OPTIONAL, "AlexNet-style PCA lighting noise (std 0.1)."),
-    "input.mean": Opt(_LIST, list(IMAGENET_MEAN_RGB), OPTIONAL, "Per-channel mean subtracted, RGB, 0-255 scale."),
-    "input.std": Opt(_LIST, list(IMAGENET_STD_RGB), OPTIONAL, "Per-channel std divided by, RGB, 0-255 scale."),
-    "input.max_decode_failures": Opt((int, float), _DEFAULT_MAX_DECODE_FAILURES, OPTIONAL, "Fraction of a split's "
-                                     "records that may fail their checksum or decode (each is replaced by the next "
-                                     "good one, with a warning) before the run stops with an error."),
+    "input.mean": Opt(_LIST, list(IMAGENET_MEAN_RGB), OPTIONAL, "Per-channel mean subtracted, RGB, 0-255 scale.",
+                      items=Opt(_NUM, minimum=None), check=_three_channels),
+    "input.std": Opt(_LIST, list(IMAGENET_STD_RGB), OPTIONAL, "Per-channel std divided by, RGB, 0-255 scale.",
+                     items=Opt(_NUM, exclusive_minimum=0), check=_three_channels),
+    "input.max_decode_failures": Opt(_NUM, 0.001, OPTIONAL, "Fraction of a split's records that may fail their "
+                                     "checksum or decode (each is replaced by the next good one, with a warning) "
+                                     "before the run stops with an error.", maximum=1),
     **{f"input.{key}": Opt(types, None, OPTIONAL, _WAREHOUSE) for key, types in (
         ("namespace", _STR), ("table", _STR), ("column_handle", _STR), ("column_label", _STR), ("column_id", _STR),
         ("label_type", _INT), ("train_partition", (dict,)), ("test_partition", (dict,)))},
@@ -148,34 +162,17 @@ class LmdbImageDataset(torch.utils.data.Dataset):
 
 
 def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
-    """The `split` ("train" or "test") dataset of `exp`, checked against its opts before any worker starts."""
+    """The `split` ("train" or "test") dataset of `exp`, checked against its data before any worker starts."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not 0 <= exp.seed < 2**32:
-        raise UsageError(f"the experiment seed (model_param.seed) must be in [0, 2**32) for gfs_IN1k, "
-                         f"got {exp.seed}")
-    opts = exp.opts.get("input") or {}
-    path = _opt(opts, f"{split}_input_path", lambda v: isinstance(v, str) and v, "a path to an LMDB folder")
-    num_classes = _opt(opts, "num_classes", _is_positive_int, "a positive integer")
-    loadsize = _opt(opts, "loadsize", _is_positive_int, "a positive integer (pixels)")
-    imsize = _opt(opts, "imsize", _is_positive_int, "a positive integer (pixels)")
-    if imsize > loadsize:
-        raise UsageError(f"input.imsize ({imsize}) must not exceed input.loadsize ({loadsize})")
-    mean = _opt(opts, "mean", _is_rgb_triple, "three numbers, RGB order, 0-255 scale", IMAGENET_MEAN_RGB)
-    std = _opt(opts, "std", lambda v: _is_rgb_triple(v) and min(v) > 0, "three positive numbers", IMAGENET_STD_RGB)
-    max_failures = _opt(opts, "max_decode_failures", lambda v: _is_number(v) and 0 <= v <= 1,
-                        "a fraction between 0 and 1", _DEFAULT_MAX_DECODE_FAILURES)
-
+    opts = exp.opts["input"]
+    path, num_classes, loadsize = opts[f"{split}_input_path"], opts["num_classes"], opts["loadsize"]
+    sizes = {"loadsize": loadsize, "imsize": opts["imsize"], "mean": opts["mean"], "std": opts["std"]}
     if split == "train":
-        transform = TrainTransform(
-            loadsize=loadsize, imsize=imsize, mean=mean, std=std,
-            scale_jitter_type=_opt(opts, "scale_jitter_type", lambda v: v in (0, 1) and not isinstance(v, bool),
-                                   "0 (random crop) or 1 (random-resized crop)", 0),
-            mirror=_opt(opts, "mirror", _is_bool, "true or false", True),
-            color_jitter=_opt(opts, "color_jitter", _is_bool, "true or false", False),
-            color_lighting=_opt(opts, "color_lighting", _is_bool, "true or false", False))
+        transform = TrainTransform(**sizes, scale_jitter_type=opts["scale_jitter_type"], mirror=opts["mirror"],
+                                   color_jitter=opts["color_jitter"], color_lighting=opts["color_lighting"])
     else:
-        transform = TestTransform(loadsize=loadsize, imsize=imsize, mean=mean, std=std)
+        transform = TestTransform(**sizes)
 
     reader = LmdbReader(path)
     if len(reader) == 0:
@@ -183,7 +180,7 @@ def get_dataset(exp: Any, split: str) -> LmdbImageDataset:
     if reader.num_classes > num_classes:
         raise UsageError(f"input.num_classes is {num_classes} but {path} has {reader.num_classes} classes; "
                          f"set input.num_classes to {reader.num_classes}")
-    return LmdbImageDataset(reader, transform, seed=exp.seed, max_decode_failures=max_failures,
+    return LmdbImageDataset(reader, transform, seed=exp.seed, max_decode_failures=opts["max_decode_failures"],
                             decode_flags=decode_flags(reader.meta, loadsize))
 
 
@@ -195,33 +192,3 @@ def decode_flags(meta: dict[str, Any], loadsize: int) -> int:
             if meta["min_shorter_side"] // factor >= loadsize:
                 return flag
     return cv2.IMREAD_COLOR
-
-
-_MISSING = object()
-
-
-def _opt(opts: dict[str, Any], key: str, is_valid: Callable[[Any], Any], expected: str,
-         default: Any = _MISSING) -> Any:
-    """opts[key] if valid, else `default`; UsageError naming `input.<key>` when it is missing or invalid."""
-    value = opts.get(key, default)
-    if value is _MISSING:
-        raise UsageError(f"input.{key} is missing; set it to {expected}")
-    if not is_valid(value):
-        raise UsageError(f"input.{key} must be {expected}, got {value!r}")
-    return value
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _is_rgb_triple(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)

@@ -17,6 +17,14 @@ def example_opts() -> dict:
     return json.loads(EXAMPLE.read_text())["opts"]
 
 
+def seed_command_opts(**model_param) -> dict:
+    """The seed README's ResNet-50 command (tests/seed_command.json) on CPU, with `model_param` overrides."""
+    opts = json.loads((ROOT / "tests" / "seed_command.json").read_text())["opts"]
+    opts["distributed"]["num_gpus"] = 0
+    opts["model_param"].update(model_param)
+    return opts
+
+
 @pytest.fixture(autouse=True)
 def runs_root(tmp_path, monkeypatch):
     """Every test's lab book lives in its own temporary runs root, never in ./runs."""

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import seed_command_opts
 from playground import cli, data
-from playground.errors import DataError, UsageError
+from playground import opts as opts_lib
+from playground.errors import DataError, OptsError, UsageError
+from playground.runner import prepare
 from resnetdemo import lmdb_format, lmdb_input, make_lmdb, shapes, transforms
 from resnetdemo.lmdb_format import LmdbReader, LmdbWriter, RecordError, encode_image
 
@@ -31,7 +34,8 @@ def input_opts(path, **overrides) -> dict:
 
 
 def make_exp(path, **overrides) -> types.SimpleNamespace:
-    return types.SimpleNamespace(opts={"input": input_opts(path, **overrides)}, seed=0)
+    opts = opts_lib.with_defaults({"input": input_opts(path, **overrides)}, lmdb_input.OPTS)
+    return types.SimpleNamespace(opts=opts, seed=0)
 
 
 def flip_byte_of_record(reader: LmdbReader, index: int) -> None:
@@ -290,22 +294,32 @@ def test_num_classes_smaller_than_the_data_is_a_usage_error(tmp_path):
         lmdb_input.get_dataset(make_exp(tmp_path / "db", num_classes=5), "train")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"train_input_path": None}, "input.train_input_path must be a path"),
-    ({"imsize": 40}, r"input.imsize \(40\) must not exceed input.loadsize \(32\)"),
-    ({"mirror": "yes"}, "input.mirror must be true or false, got 'yes'"),
-    ({"max_decode_failures": 3}, "input.max_decode_failures must be a fraction between 0 and 1"),
+def input_problems(**overrides) -> list[str]:
+    """What validation says of the seed command's input opts with `overrides` (None deletes a key)."""
+    opts = seed_command_opts()
+    opts["input"].update({"loadsize": 32, "imsize": 28, **overrides})
+    opts["input"] = {key: value for key, value in opts["input"].items() if value is not None}
+    with pytest.raises(OptsError) as raised:
+        prepare(opts)
+    return raised.value.problems
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"train_input_path": ""}, "input.train_input_path: must not be empty (LMDB folder of the training split "
+                               "(playground make-lmdb).)"),
+    ({"imsize": 40}, "input.imsize: 40 must not exceed input.loadsize (32)"),
+    ({"mirror": "yes"}, 'input.mirror: expected true or false, got "yes"'),
+    ({"max_decode_failures": 3}, "input.max_decode_failures: must be at most 1, got 3"),
+    ({"scale_jitter_type": 2}, "input.scale_jitter_type: must be one of 0, 1, got 2"),
+    ({"mean": [1, 2]}, "input.mean: needs 3 numbers, R, G and B, got 2"),
+    ({"std": [1, 0, 1]}, "input.std[1]: must be above 0, got 0"),
 ])
-def test_bad_input_opts_are_usage_errors_naming_the_key(tmp_path, overrides, message):
-    with pytest.raises(UsageError, match=message):
-        lmdb_input.get_dataset(make_exp(tmp_path, **overrides), "train")
+def test_bad_input_opts_are_opts_problems_naming_the_key(overrides, problem):
+    assert input_problems(**overrides) == [problem]
 
 
-def test_missing_input_path_names_the_dotted_key(tmp_path):
-    exp = make_exp(tmp_path)
-    del exp.opts["input"]["test_input_path"]
-    with pytest.raises(UsageError, match="input.test_input_path is missing"):
-        lmdb_input.get_dataset(exp, "test")
+def test_missing_input_path_names_the_dotted_key():
+    assert [p.split(";")[0] for p in input_problems(test_input_path=None)] == ["input.test_input_path: missing"]
 
 
 def test_synthetic_build_is_skipped_when_the_same_dataset_is_there(tmp_path):
@@ -327,8 +341,9 @@ def test_workers_get_the_dataset_whatever_the_default_start_method(tmp_path):
 import multiprocessing, types
 multiprocessing.set_start_method("forkserver")
 from playground import data
+from playground.opts import with_defaults
 from resnetdemo import lmdb_input
-exp = types.SimpleNamespace(seed=0, opts={{"input": {input_opts(tmp_path / "db")!r}}})
+exp = types.SimpleNamespace(seed=0, opts=with_defaults({{"input": {input_opts(tmp_path / "db")!r}}}, lmdb_input.OPTS))
 dataset = lmdb_input.get_dataset(exp, "train")
 batches = list(data.batches(dataset, [[0, 1], [2]], 2, seed=0, pin_memory=False))
 print([labels.tolist() for _, labels in batches])

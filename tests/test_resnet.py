@@ -7,14 +7,30 @@ import pytest
 import torch
 from torch import nn
 
-from playground.errors import UsageError
+from conftest import seed_command_opts
+from playground import opts as opts_lib
+from playground.errors import OptsError
+from playground.runner import prepare
 from resnetdemo import caffe2_resnet50_default_forward, explicit_resnet_forward
 from resnetdemo.resnet import ResNet
 
 
 def make_exp(imsize: int = 32, num_classes: int = 10, **model_param) -> SimpleNamespace:
-    return SimpleNamespace(opts={"input": {"num_classes": num_classes, "imsize": imsize},
-                                 "model_param": {"memonger": False, **model_param}})
+    opts = {"input": {"num_classes": num_classes, "imsize": imsize}, "model_param": {"memonger": False, **model_param}}
+    return SimpleNamespace(opts=opts_lib.with_defaults(opts, explicit_resnet_forward.OPTS))
+
+
+def problems_of(opts: dict) -> list[str]:
+    with pytest.raises(OptsError) as raised:
+        prepare(opts)
+    return raised.value.problems
+
+
+def explicit_forward_opts(**model_param) -> dict:
+    """The seed command with the forward pass whose depth is an opt."""
+    opts = seed_command_opts(**{"num_layer": 18, **model_param})
+    opts["model"]["forward_pass_py"] = "explicit_resnet_forward"
+    return opts
 
 
 def batchnorms(net: nn.Module) -> list[nn.BatchNorm2d]:
@@ -119,37 +135,41 @@ def test_caffe2_default_forward_is_always_resnet50():
     assert net.num_layer == 50
     assert [len(stage) for stage in net.stages] == [3, 4, 6, 3]
     assert sum(p.numel() for p in net.parameters()) == 25_557_032
-    with pytest.raises(UsageError, match="model_param.num_layer is 101.*explicit_resnet_forward"):
-        caffe2_resnet50_default_forward.build_network(make_exp(num_layer=101))
+    assert problems_of(seed_command_opts(num_layer=101)) == [
+        'model_param.num_layer: is 101, but caffe2_resnet50_default_forward is always ResNet-50; remove num_layer or '
+        'set "forward_pass_py": "explicit_resnet_forward"']
+    prepare(seed_command_opts(num_layer=50))
 
 
-def test_bad_or_missing_num_layer_is_a_usage_error():
-    with pytest.raises(UsageError, match=r"model_param\.num_layer must be one of 18, 34, 50, 101, 152, got 20$"):
-        explicit_resnet_forward.build_network(make_exp(num_layer=20))
-    with pytest.raises(UsageError, match=r"model_param\.num_layer is missing"):
-        explicit_resnet_forward.build_network(make_exp())
+def test_bad_or_missing_num_layer_is_an_opts_problem():
+    assert problems_of(explicit_forward_opts(num_layer=20)) == [
+        "model_param.num_layer: must be one of 18, 34, 50, 101, 152, got 20"]
+    opts = explicit_forward_opts()
+    del opts["model_param"]["num_layer"]
+    assert [p.split(";")[0] for p in problems_of(opts)] == ["model_param.num_layer: missing"]
     with pytest.raises(ValueError, match="num_layer must be one of"):
         ResNet(20, num_classes=10)
 
 
-@pytest.mark.parametrize("model_param, key", [
-    ({"bn_momentum": 1.5}, "model_param.bn_momentum"),
-    ({"bn_epsilon": 0}, "model_param.bn_epsilon"),
-    ({"memonger": "yes"}, "model_param.memonger"),
+@pytest.mark.parametrize("model_param, problem", [
+    ({"bn_momentum": 1.5}, "model_param.bn_momentum: must be at most 1, got 1.5"),
+    ({"bn_epsilon": 0}, "model_param.bn_epsilon: must be above 0, got 0"),
+    ({"memonger": "yes"}, 'model_param.memonger: expected true or false, got "yes"'),
+    ({"resnet_width": 0}, "model_param.resnet_width: must be at least 1, got 0"),
+    ({"resnet_width": -16}, "model_param.resnet_width: must be at least 1, got -16"),
+    ({"resnet_width": 1.5}, "model_param.resnet_width: expected an integer, got 1.5"),
+    ({"resnet_width": True}, "model_param.resnet_width: expected an integer, got true"),
 ])
-def test_bad_bn_and_memory_opts_name_the_key(model_param, key):
-    with pytest.raises(UsageError, match=key.replace(".", r"\.")):
-        explicit_resnet_forward.build_network(make_exp(num_layer=18, **model_param))
+def test_bad_bn_width_and_memory_opts_are_opts_problems_naming_the_key(model_param, problem):
+    assert problems_of(explicit_forward_opts(**model_param)) == [problem]
 
 
 def test_bad_num_classes_names_the_key():
-    with pytest.raises(UsageError, match=r"input\.num_classes"):
-        explicit_resnet_forward.build_network(make_exp(num_layer=18, num_classes=0))
+    opts = explicit_forward_opts()
+    opts["input"]["num_classes"] = 0
+    assert problems_of(opts) == ["input.num_classes: must be at least 1, got 0"]
 
 
-@pytest.mark.parametrize("width", [0, -16, 1.5, True])
-def test_bad_resnet_width_is_a_usage_error_before_building(width):
-    with pytest.raises(UsageError, match=r"model_param\.resnet_width must be a positive integer, .*got "):
-        explicit_resnet_forward.build_network(make_exp(num_layer=18, resnet_width=width))
+def test_a_resnet_of_width_0_is_refused_by_the_network_too():
     with pytest.raises(ValueError, match="width must be a positive number of channels"):
         ResNet(18, num_classes=10, width=0)

@@ -9,8 +9,11 @@ import torch
 from torch import nn
 
 import module_map
-from playground.errors import UsageError
+from conftest import seed_command_opts
+from playground import opts as opts_lib
+from playground.errors import OptsError
 from playground.registry import import_path
+from playground.runner import prepare
 from resnetdemo import explicit_resnet_param_update, sgd_schedule
 from resnetdemo.resnet import ResNet
 
@@ -25,8 +28,8 @@ def make_exp(total_batch_size: int = 256, epoch_iterations: int = PER_EPOCH, num
              num_epochs_per_flow_schedule: int = 5, **model_param) -> SimpleNamespace:
     opts = {"model_param": {"base_learning_rate": BASE, **model_param},
             "epoch_iter": {"num_epochs": num_epochs, "num_epochs_per_flow_schedule": num_epochs_per_flow_schedule}}
-    return SimpleNamespace(opts=opts, total_batch_size=total_batch_size, epoch_iterations=epoch_iterations,
-                           world_size=1)
+    return SimpleNamespace(opts=opts_lib.with_defaults(opts, explicit_resnet_param_update.OPTS),
+                           total_batch_size=total_batch_size, epoch_iterations=epoch_iterations, world_size=1)
 
 
 def tiny_net() -> nn.Module:
@@ -124,8 +127,7 @@ def test_cosine_schedule_reaches_zero_at_num_epochs():
     assert lrs[0] == pytest.approx(BASE)
     assert lrs[20] == pytest.approx(BASE / 2)
     assert 0 < lrs[39] < BASE * 0.01
-    schedule = sgd_schedule.lr_schedule(make_exp(lr_schedule="cosine", num_epochs=4),
-                                        explicit_resnet_param_update.OPTS)
+    schedule = sgd_schedule.lr_schedule(make_exp(lr_schedule="cosine", num_epochs=4))
     assert schedule.factor(40) == pytest.approx(0.0) and schedule.factor(45) == pytest.approx(0.0)
 
 
@@ -157,31 +159,48 @@ def test_scheduler_state_is_plain_data_and_resumes():
     assert resumed.get_last_lr() == pytest.approx(scheduler.get_last_lr())
 
 
-@pytest.mark.parametrize("model_param, message", [
-    ({"lr_schedule": "poly"}, r"model_param\.lr_schedule must be one of 'step', 'cosine', 'constant', got 'poly'"),
-    ({"lr_scaling": "sqrt"}, r"model_param\.lr_scaling must be one of"),
-    ({"lr_steps": [30, 10]}, r"model_param\.lr_steps must be a non-empty increasing list"),
-    ({"momentum": 1.0}, r"model_param\.momentum must be below 1"),
-    ({"momentum": 0, "nesterov": True}, r"model_param\.nesterov needs model_param\.momentum"),
-    ({"weight_decay": -1}, r"model_param\.weight_decay must be a number of at least 0"),
-    ({"lr_schedule": "cosine", "warmup_epochs": 10}, r"model_param\.warmup_epochs must be shorter"),
+def test_a_warmup_rounded_to_the_whole_cosine_schedule_is_no_division_by_zero():
+    schedule = sgd_schedule.lr_schedule(make_exp(lr_schedule="cosine", num_epochs=1, warmup_epochs=0.99))
+    assert schedule.warmup_iters == schedule.total_iters == PER_EPOCH
+    assert schedule.factor(PER_EPOCH - 1) == pytest.approx(1.0) and schedule.factor(PER_EPOCH) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("model_param, problem", [
+    ({"lr_schedule": "poly"}, 'model_param.lr_schedule: must be one of "step", "cosine", "constant", got "poly"'),
+    ({"lr_schedule": "cosin"}, 'model_param.lr_schedule: must be one of "step", "cosine", "constant", got "cosin"'),
+    ({"lr_scaling": "sqrt"}, 'model_param.lr_scaling: must be one of "none", "linear", got "sqrt"'),
+    ({"lr_steps": [30, 10]}, "model_param.lr_steps: must be a non-empty increasing list of epochs, e.g. [30, 60, 80], "
+                             "got [30, 10]"),
+    ({"lr_steps": []}, "model_param.lr_steps: must be a non-empty increasing list of epochs, e.g. [30, 60, 80], "
+                       "got []"),
+    ({"lr_steps": [0, 10]}, "model_param.lr_steps[0]: must be above 0, got 0"),
+    ({"lr_steps": [10, "20"]}, 'model_param.lr_steps[1]: expected a number, got "20"'),
+    ({"momentum": 1.0}, "model_param.momentum: must be below 1, got 1.0"),
+    ({"momentum": 0, "nesterov": True}, "model_param.nesterov: needs model_param.momentum above 0; set momentum "
+                                        "(e.g. 0.9) or nesterov false"),
+    ({"weight_decay": -1}, "model_param.weight_decay: must be at least 0, got -1"),
+    ({"lr_reference_batch": 0}, "model_param.lr_reference_batch: must be at least 1, got 0"),
+    ({"lr_schedule": "cosine", "warmup_epochs": 10}, "model_param.warmup_epochs: must be shorter than "
+                                                     "epoch_iter.num_epochs for the cosine schedule, got 10 of 10 "
+                                                     "epochs"),
 ])
-def test_bad_values_are_usage_errors_naming_the_key(model_param, message):
-    exp = make_exp(**model_param)
-    with pytest.raises(UsageError, match=message):
-        explicit_resnet_param_update.build_lr_scheduler(
-            exp, explicit_resnet_param_update.build_optimizer(exp, tiny_net()))
+def test_bad_values_are_opts_problems_found_before_the_run(model_param, problem):
+    with pytest.raises(OptsError) as raised:
+        prepare(seed_command_opts(**model_param))
+    assert raised.value.problems == [problem]
 
 
-def test_missing_base_learning_rate_is_a_usage_error():
-    exp = make_exp()
-    del exp.opts["model_param"]["base_learning_rate"]
-    with pytest.raises(UsageError, match=r"model_param\.base_learning_rate is missing"):
-        caffe2_resnet50_default_param_update.build_optimizer(exp, tiny_net())
+@pytest.mark.parametrize("key", ["model_param.base_learning_rate", "epoch_iter.num_epochs_per_flow_schedule"])
+def test_a_missing_key_the_schedule_needs_is_an_opts_problem(key):
+    opts = seed_command_opts()
+    section, name = key.split(".")
+    del opts[section][name]
+    with pytest.raises(OptsError) as raised:
+        prepare(opts)
+    assert [p.split(";")[0] for p in raised.value.problems] == [f"{key}: missing"]
 
 
-def test_step_schedule_without_lr_steps_needs_num_epochs_per_flow_schedule():
-    exp = make_exp()
-    del exp.opts["epoch_iter"]["num_epochs_per_flow_schedule"]
-    with pytest.raises(UsageError, match=r"epoch_iter\.num_epochs_per_flow_schedule"):
-        sgd_schedule.lr_schedule(exp, explicit_resnet_param_update.OPTS)
+def test_null_means_the_default_for_the_schedule_opts():
+    opts, _ = prepare(seed_command_opts(momentum=None, lr_steps=None, lr_schedule=None, warmup_epochs=None))
+    assert opts["model_param"]["momentum"] == 0.9 and opts["model_param"]["lr_schedule"] == "step"
+    assert opts["model_param"]["lr_steps"] is None and opts["model_param"]["warmup_epochs"] == 0
