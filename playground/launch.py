@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 
 from playground import distributed, runner, workers
-from playground.errors import PlaygroundError, UsageError
+from playground.errors import PlaygroundError, RankError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _await_folder(room: dist.Store, opts: dict) -> str:
         raise RendezvousError(f"rank 0 did not open the run folder within distributed.rendezvous_timeout_s "
                               f"({opts['distributed']['rendezvous_timeout_s']} s): {e}") from None
     if "error" in answer:
-        raise distributed.RankError(f"rank 0 could not open the run folder: {answer['error']}", answer["exit_code"])
+        raise RankError(f"rank 0 could not open the run folder: {answer['error']}", answer["exit_code"])
     return answer["folder"]
 
 
@@ -253,7 +253,7 @@ def _meeting_point(opts: dict, components: Any, place: Place) -> tuple[dist.Stor
         where = {"rendezvous_filestore": f"rendezvous_filestore in {d['rendezvous_path']}",
                  "rendezvous_tcp": f"rendezvous_tcp at {d['master_addr']}:{d['master_port']}"}.get(name, name)
         exp = SimpleNamespace(opts=opts, rank=place.rank, world_size=place.world_size, shard_id=place.shard_id)
-        return components.rendezvous.rendezvous(exp, place.rank, place.world_size), where
+        return components.modules["rendezvous"].rendezvous(exp, place.rank, place.world_size), where
     except PlaygroundError:
         raise
     except (RuntimeError, OSError, KeyError) as e:

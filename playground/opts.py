@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from playground.errors import UsageError
+from playground.slots import OPTIMIZER_KEY, SLOTS
 
 REQUIRED = "required"  # present and non-empty
 NULLABLE = "nullable"  # present, may be null or empty (the seed's "mandatory nullable")
@@ -39,23 +40,11 @@ _DEPRECATED = "accepted and unused: "
 
 FRAMEWORK_OPTS: dict[str, Opt] = {
     # input
-    "input.input_name_py": Opt(_STR, None, REQUIRED, "Input component: serves the train and test datasets.",
-                               '"synthetic_input"'),
     "input.datasets": Opt(_LIST, [], NULLABLE, _DEPRECATED + "Caffe2's list of extra dataset handles."),
     "input.decode_threads": Opt(_INT, 0, OPTIONAL, "DataLoader worker processes (0 = load in the training process)."),
     # model
-    "model.model_name_py": Opt(_STR, None, REQUIRED, "Model component: a module defining `Experiment`, the AnyExp "
-                               "subclass that computes the loss and outputs of a batch.", '"classification_model"'),
-    "model.forward_pass_py": Opt(_STR, None, REQUIRED, "Forward-pass component: builds the network.", '"mlp_forward"'),
-    "model.parameter_update_py": Opt(_STR, "", OPTIONAL, "Parameter-update component: builds the optimizer and LR "
-                                     "schedule. This or `optimizer_py` must be set.", '"sgd_param_update"'),
     "model.optimizer_py": Opt(_STR, "", OPTIONAL, "Optimizer component: the same protocol as `parameter_update_py`; "
                               "used when that one is empty."),
-    "model.rendezvous_py": Opt(_STR, None, REQUIRED, "Rendezvous component: how the hosts of a multi-host run "
-                               "meet (num_shards > 1; one host's processes meet without it).",
-                               '"rendezvous_filestore"'),
-    "model.additional_override_py": Opt(_STR, "", OPTIONAL, "Override component: its functions replace methods of "
-                                        "the experiment class."),
     "model.module_maps": Opt(_LIST, [], OPTIONAL, "Extra modules defining MODULE_MAP, searched before module_map.py."),
     # model_param
     "model_param.seed": Opt(_INT, 0, OPTIONAL, "Seed of every random draw: initialisation, data order, augmentation."),
@@ -97,10 +86,6 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "distributed.rendezvous_timeout_s": Opt(_NUM, 300, OPTIONAL, "Seconds to wait for every process to meet, and "
                                             "for any collective."),
     # output
-    "output.gen_output_py": Opt(_STR, None, REQUIRED, "Output component: assembles results.json.",
-                                '"output_generator"'),
-    "output.gen_checkpoint_path_py": Opt(_STR, "gen_checkpoint_path", OPTIONAL, "Checkpoint-path component: names "
-                                         "checkpoint files."),
     "output.checkpoint_folder": Opt(_STR, "", OPTIONAL, "Folder of checkpoints, results, plots and log; re-running "
                                     "on it resumes. Empty: a new folder under the runs root."),
     "output.runs_root": Opt(_STR, "", OPTIONAL, "Where runs without a checkpoint_folder go (default: "
@@ -115,13 +100,22 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                                "a tqdm bar when stderr is a terminal, periodic log lines otherwise (rank 0)."),
     "output.record_every_iters": Opt(_INT, 10, OPTIONAL, "Training iterations between records of train metrics and "
                                      "throughput."),
+    "output.keep_checkpoints": Opt(_INT, 2, OPTIONAL, "Regular checkpoints kept: the newest N (0: all); an older one "
+                                   "is deleted once the newest verifies. The final and the best are always kept."),
     "output.checkpoint_every_iters": Opt(_INT, 0, OPTIONAL, "Also checkpoint every N iterations, for exact "
                                          "mid-epoch resume (0: only at epoch ends)."),
 }
 
+# The `*_py` keys of the module slots, declared from the slot table (playground/slots.py).
+FRAMEWORK_OPTS.update({slot.key: Opt(_STR, slot.default or (None if slot.required else ""),
+                                     REQUIRED if slot.required else OPTIONAL, slot.doc, slot.example)
+                       for slot in SLOTS.values() if "[]" not in slot.key})
+FRAMEWORK_OPTS[OPTIMIZER_KEY] = Opt(_STR, "", OPTIONAL, "Optimizer component: the same slot as `parameter_update_py`; "
+                                    "used when that one is empty.")
+
 METRIC_KEYS = {"name": _STR, "meter_py": _STR, "meter_kargs": _DICT, "is_train": _BOOL}
 PLOT_KEYS = {"x": _STR, "x_title": _STR, "ys": _LIST, "y_title": _STR}
-HANDLER_KEYS = {"handler_py": _STR, "kargs": _DICT}
+HANDLER_KEYS = {"handler_py": _STR, "kargs": _DICT, "trigger": _LIST}
 ALWAYS_RECORDED = ("secs_per_train", "samples_per_sec")
 SECTIONS = sorted({key.split(".")[0] for key in FRAMEWORK_OPTS})
 
@@ -327,6 +321,15 @@ def validate(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> list[str]
 
 
 _MISSING = object()
+
+
+def value_problems(values: dict[str, Any]) -> list[str]:
+    """Problems of framework opts given by dotted key alone (the Estimator's settings), as `validate` finds them."""
+    declared = {key: FRAMEWORK_OPTS[key] for key in values}
+    tree: dict = {}
+    for key, value in values.items():
+        set_dotted(tree, key, value, key)
+    return [p for p in validate(tree, declared) if p.split(":")[0] in declared]
 
 
 def with_defaults(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> dict:

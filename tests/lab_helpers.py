@@ -41,7 +41,7 @@ class InterruptParentOnce(EventHandler):
             Path(self.marker).touch()
             os.kill(os.getppid(), signal.SIGTERM)
             deadline = time.monotonic() + 30  # wait for the sweep to pass the stop on: a known stopping point
-            while not (exp.stop_requested or exp.state.stop_reason) and time.monotonic() < deadline:
+            while not (exp.state.stop_requested or exp.state.stop) and time.monotonic() < deadline:
                 time.sleep(0.01)
 
 

@@ -178,6 +178,7 @@ def test_early_stopping_from_opts_leaves_the_best_weights_in_model_final(small, 
     small["epoch_iter"]["num_epochs"] = 6
     small["output"]["handlers"] = [handler("ScriptedMetric", values=[3, 1, 2, 2.5, 0, 0]),
                                    handler("EarlyStopping", monitor="scripted", patience=2, restore_best=True)]
+    small["output"]["keep_checkpoints"] = 0  # keep them all, to compare
     assert run(small, tmp_path) == 0
     out = results(small)
     assert out["epochs_completed"] == 4 and out["stop_reason"].startswith("EarlyStopping: scripted did not improve")
@@ -194,7 +195,8 @@ def test_early_stopping_from_opts_leaves_the_best_weights_in_model_final(small, 
 def test_best_checkpoint_follows_the_best_epoch_and_prunes(small, tmp_path, mode, best_epoch):
     small["epoch_iter"]["num_epochs"] = 5
     small["output"]["handlers"] = [handler("ScriptedMetric", values=[3, 1, 2, 0.5, 4]),
-                                   handler("BestCheckpoint", monitor="scripted", mode=mode, keep_last_k=2)]
+                                   handler("BestCheckpoint", monitor="scripted", mode=mode)]
+    small["output"]["keep_checkpoints"] = 2
     assert run(small, tmp_path) == 0
     folder = folder_of(small)
     best = checkpoint.load(os.path.join(folder, "model_best.pt"))  # verifies its own .sha256 too
@@ -210,6 +212,7 @@ def test_best_checkpoint_on_test_requests_a_checkpoint_mid_epoch(small, tmp_path
     small["epoch_iter"]["num_train_iteration_per_test"] = 2  # test passes at steps 2, 4, 6, 8, ...
     small["output"]["handlers"] = [handler("ScriptedMetric", on="test", values=[3, 2, 0.5, 1, 4, 5, 6]),
                                    handler("BestCheckpoint", monitor="scripted", on="test")]
+    small["output"]["keep_checkpoints"] = 0  # keep them all, to compare
     assert run(small, tmp_path) == 0
     folder = folder_of(small)
     best = checkpoint.load(os.path.join(folder, "model_best.pt"))
@@ -391,7 +394,7 @@ def test_handler_state_survives_a_kill_and_resume(small, tmp_path, monkeypatch):
     small["output"]["handlers"] = [
         handler("ScriptedMetric", values=[5, 4, 4.5, 3.9, 4.2, 4.3, 4.4, 1.0]),
         handler("EarlyStopping", monitor="scripted", min_delta=0.2, patience=3, restore_best=True),
-        handler("BestCheckpoint", monitor="scripted", keep_last_k=2), handler("LogReport"),
+        handler("BestCheckpoint", monitor="scripted"), handler("LogReport"),
         handler("KillAt")]
     small["output"]["checkpoint_folder"] = str(tmp_path / "uninterrupted")
     assert run(small, tmp_path, "a.json") == 0

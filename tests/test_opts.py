@@ -21,7 +21,7 @@ def test_example_is_valid_and_defaults_are_filled():
     opts, components = prepare(example_opts())
     assert opts["output"]["checkpoint_every_iters"] == 0 and opts["input"]["decode_threads"] == 0
     assert opts["model_param"]["momentum"] == 0.9  # declared by sgd_param_update's OPTS
-    assert components.forward_pass.__name__ == "playground.builtins.mlp_forward"
+    assert components.modules["forward_pass"].__name__ == "playground.builtins.mlp_forward"
 
 
 def test_missing_mandatory_opt_names_the_key():
@@ -70,14 +70,14 @@ def test_unknown_module_lists_closest_names():
 
 def test_module_lacking_its_role_function_is_named():
     opts = example_opts()
-    opts["model"]["forward_pass_py"] = "sgd_param_update"  # a real module, but of another role
+    opts["model"]["forward_pass_py"] = "playground.builtins.sgd_param_update"  # a real module, of another slot
     (problem,) = problems_of(opts)
     assert "lacks build_network" in problem and problem.startswith("model.forward_pass_py")
 
 
 def test_meter_must_be_a_class():
     opts = example_opts()
-    opts["output"]["metrics"][0]["meter_py"] = "mlp_forward"
+    opts["output"]["metrics"][0]["meter_py"] = "playground.builtins.mlp_forward"
     assert any("output.metrics[0].meter_py" in p and "not a class" in p for p in problems_of(opts))
 
 
@@ -228,11 +228,11 @@ def test_meter_and_handler_kargs_values_and_handler_classes_are_checked_before_t
     opts = example_opts()
     opts["output"]["metrics"][1]["meter_kargs"]["blob_name"] = ["softmax"]
     opts["output"]["handlers"] = [{"handler_py": "EarlyStopping", "kargs": {"monitor": "test_loss", "mode": "bad"}},
-                                  {"handler_py": "ComputeLoss"}]
+                                  {"handler_py": "playground.meters.ComputeLoss"}]
     problems = problems_of(opts)
     assert any(p.startswith("output.metrics[1].meter_kargs:") and "blob_name" in p for p in problems)
     assert any(p.startswith("output.handlers[0].kargs:") and "mode = 'bad'" in p for p in problems)
-    assert any(p.startswith("output.handlers[1].handler_py = 'ComputeLoss'") and "EventHandler" in p
+    assert any(p.startswith("output.handlers[1].handler_py = 'playground.meters.ComputeLoss'") and "EventHandler" in p
                for p in problems)
 
 

@@ -14,7 +14,7 @@ def documented_tables() -> dict[str, str]:
     """Heading -> table: the framework's keys, then each component module's own OPTS."""
     tables = {"framework": opts.reference_table(opts.FRAMEWORK_OPTS)}
     seen = set()
-    for path in sorted(set(module_map.MODULE_MAP.values())):
+    for path in sorted({path for names in module_map.MODULE_MAP.values() for path in names.values()}):
         module = import_path(path)
         if isinstance(module, ModuleType) and getattr(module, "OPTS", None) and id(module.OPTS) not in seen:
             seen.add(id(module.OPTS))

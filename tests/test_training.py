@@ -19,8 +19,9 @@ def test_mlp_example_learns_and_writes_its_outputs(tiny_opts, tmp_path):
     folder = tiny_opts["output"]["checkpoint_folder"]
     files = set(os.listdir(folder))
     assert {"results.json", "opts.json", "log.txt", "model_final.pt", "model_final.pt.sha256",
-            "model_checkpoint_epoch1.pt", "model_checkpoint_epoch3.pt",
+            "model_checkpoint_epoch2.pt", "model_checkpoint_epoch3.pt",
             "plot0_train_and_test_loss.png", "plot1_accuracy_train_top1_test_top1.png"} <= files
+    assert "model_checkpoint_epoch1.pt" not in files  # output.keep_checkpoints: the newest 2, and the final
     results = json.loads(open(os.path.join(folder, "results.json")).read())
     assert results["final"]["test_accuracy_top1"] > 0.5  # 10 classes: chance is 0.1
     assert results["total_batch_size"] == 64 and results["epoch_iterations"] == 10
@@ -93,13 +94,13 @@ def test_user_component_by_dotted_path_and_extra_module_map(tiny_opts, tmp_path,
     (tmp_path / "my_forward.py").write_text(
         "import torch\n\ndef build_network(exp):\n"
         "    return torch.nn.Linear(exp.opts['input']['num_features'], exp.opts['input']['num_classes'])\n")
-    (tmp_path / "my_map.py").write_text("MODULE_MAP = {'linear': 'my_forward'}\n")
+    (tmp_path / "my_map.py").write_text("MODULE_MAP = {'forward_pass': {'linear': 'my_forward'}}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     tiny_opts["model"]["forward_pass_py"] = "my_forward"
-    assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
+    assert prepare(tiny_opts)[1].modules["forward_pass"].__name__ == "my_forward"
     tiny_opts["model"]["forward_pass_py"] = "linear"
     tiny_opts["model"]["module_maps"] = ["my_map"]
-    assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
+    assert prepare(tiny_opts)[1].modules["forward_pass"].__name__ == "my_forward"
     assert example_opts()["model"]["forward_pass_py"] == "mlp_forward"
 
 

@@ -14,8 +14,8 @@ Importing this package is light: pandas, fsspec and tensorboard are imported onl
 """
 from playground.lab.recorder import Recorder
 from playground.lab.repository import Experiment, ExperimentRepository
-from playground.lab.run import FinishedExperiment, find_folder, log_file, open_run, resume_opts, run_folder
+from playground.lab.run import find_folder, log_file, open_run, resume_opts, run_folder
 from playground.lab.tags import new_tag, runs_root
 
-__all__ = ["Experiment", "ExperimentRepository", "FinishedExperiment", "Recorder", "find_folder", "new_tag",
+__all__ = ["Experiment", "ExperimentRepository", "Recorder", "find_folder", "new_tag",
            "log_file", "open_run", "resume_opts", "run_folder", "runs_root"]

@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from playground.errors import PlaygroundError, UsageError
+from playground import errors
+from playground.errors import AlreadyComplete, PlaygroundError, Stopped, UsageError
 from playground.lab import provenance, status
 from playground.lab.store import Mirror, Store
 from playground.lab.tags import is_url, local_root, new_tag, runs_root
@@ -45,18 +46,6 @@ def mirror_interval_s() -> float:
         raise UsageError(f"{MIRROR_INTERVAL_VAR}={raw!r}: expected a positive number of seconds, e.g. 10; "
                          "fix or unset the variable")
     return value
-
-
-class FinishedExperiment(PlaygroundError):
-    """The experiment is complete, so it is immutable: nothing is run or written."""
-
-    exit_code = 0
-
-
-class Interrupted(PlaygroundError):
-    """SIGTERM arrived outside the training loop (which checkpoints and stops on its own)."""
-
-    exit_code = 143
 
 
 def find_folder(ref: str, root: str | None = None) -> str:
@@ -135,7 +124,7 @@ def _point_root_at(root: str, tag: str, folder: str) -> None:
 def _refuse_unless_resumable(folder: str, info: dict) -> None:
     current = status.effective(info)
     if current == status.FINISHED:
-        raise FinishedExperiment(f"{folder} holds a finished run (experiment {info['tag']}, complete): a finished "
+        raise AlreadyComplete(f"{folder} holds a finished run (experiment {info['tag']}, complete): a finished "
                                  "experiment is immutable, so nothing was run. Start a new one (no "
                                  "output.checkpoint_folder, or another one)")
     if current == "running" and info.get("host") == status.hostname():
@@ -203,14 +192,12 @@ def _end_attempt(folder: str, info: dict, outcome: str, error: str | None) -> No
 
 def outcome_of(error: BaseException | None) -> tuple[str, str | None]:
     """(status, error text) for how the attempt's block ended."""
-    from playground.anyexp import Stopped
-    from playground.runner import AlreadyComplete
-
-    if error is None or isinstance(error, AlreadyComplete):
-        return "complete", None
-    if isinstance(error, (Stopped, Interrupted, KeyboardInterrupt)):
-        return "interrupted", str(error) or type(error).__name__
-    return "failed", f"{type(error).__name__}: {error}"
+    outcome = errors.outcome_of(error)
+    if outcome == errors.COMPLETE:
+        return outcome, None
+    if outcome == errors.INTERRUPTED:
+        return outcome, str(error) or type(error).__name__
+    return outcome, f"{type(error).__name__}: {error}"
 
 
 @contextmanager
@@ -223,7 +210,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise Interrupted("stopped by SIGTERM before training started or after it ended; re-run to resume")
+        raise Stopped("stopped by SIGTERM before training started or after it ended; re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

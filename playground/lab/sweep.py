@@ -29,7 +29,7 @@ from typing import Any
 
 from playground import checkpoint
 from playground import opts as opts_lib
-from playground.errors import OptsError, PlaygroundError, UsageError
+from playground.errors import OptsError, PlaygroundError, Stopped, UsageError
 from playground.lab import status
 from playground.lab.run import create
 from playground.lab.store import Mirror
@@ -38,12 +38,6 @@ from playground.workers import usable_cores
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
-
-
-class SweepInterrupted(PlaygroundError):
-    """The sweep was stopped by a signal; its running points checkpointed. Re-running it resumes them."""
-
-    exit_code = 143
 
 
 def split_values(raw: str) -> list[str]:
@@ -247,7 +241,7 @@ class _Launcher:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         if self.signals:
-            raise SweepInterrupted(f"sweep {self.sweep.id} stopped by {signal.Signals(self.signals[0]).name}; "
+            raise Stopped(f"sweep {self.sweep.id} stopped by {signal.Signals(self.signals[0]).name}; "
                                    "re-run the same command to resume it")
 
     def launch(self, i: int, group: int) -> None:
