@@ -100,7 +100,7 @@ def resolve(key: str, name: str, names: Catalogue) -> Any:
     if name not in known and importlib.util.find_spec(name.split(".")[0]) is None:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise ComponentError(f"{key} = {name!r} is not in module_map.py. {hint}Known {SLOTS[slot].title}s: "
+        raise ComponentError(f"{key} = {name!r} is not in module_map.py. {hint}Known {SLOTS[slot].title} names: "
                              f"{', '.join(sorted(known)) or 'none'}. Add it to MODULE_MAP[{slot!r}], list a map in "
                              "model.module_maps, or give a dotted module path")
     try:
