@@ -5,8 +5,9 @@ Statuses: `queued` (a sweep planned it), `running`, `complete`, `failed` (with t
 it is gone: SIGKILL, out of memory, power loss). `killed` is never written: readers infer it from the recorded
 host, pid and process start time, so it is only detectable on the host that ran the attempt.
 
-`read_json` is how the lab reads every JSON file an experiment holds, so a damaged one is reported by name.
-`held` keeps a second process out of an experiment while one writes it.
+`read_json` is how the lab reads every JSON file an experiment holds, so a damaged one is reported by name;
+`parse` also checks status.json's shape, so readers need not guard each field. `held` keeps a second process out
+of an experiment while one writes it.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from playground.errors import DataError, UsageError
 FILE = "status.json"
 FINISHED = "complete"
 LOCK_FILE = ".lock"
+_FIELDS = {**dict.fromkeys(("tag", "status", "error", "created", "started", "ended", "host", "pid_start", "folder",
+                             "store"), str), "pid": int, "attempt": int, "attempts": list, "sweep": dict}
+_KINDS = {str: "text", int: "a whole number", list: "a list", dict: "a JSON object"}
 
 
 def now() -> str:
@@ -94,10 +98,33 @@ def read_json(path: str, data: bytes | None = None) -> Any:
         raise DataError(f"{path}: not valid JSON ({e}); restore the file or delete its experiment") from None
 
 
+def shape_problem(info: Any) -> str | None:
+    """What makes valid JSON `info` no status record (e.g. null, a list, a number where a time belongs), or None."""
+    records = [("", info)]
+    if isinstance(info, dict) and isinstance(info.get("attempts"), list):
+        records += [(f"attempts[{i}]", attempt) for i, attempt in enumerate(info["attempts"])]
+    for where, record in records:
+        if not isinstance(record, dict):
+            return f"expected a JSON object{f' in {where}' if where else ''}, got {json.dumps(record)[:40]}"
+        for key, value in record.items():
+            kind = _FIELDS.get(key)
+            if kind and type(value) is not kind and (value is not None or key == "attempts"):
+                return f'"{where + "." if where else ""}{key}" should be {_KINDS[kind]}, got {json.dumps(value)[:40]}'
+    return None
+
+
+def parse(path: str, data: bytes | None = None) -> dict:
+    """status.json at `path` (or its `data`): a DataError naming it when damaged or of the wrong shape."""
+    info = read_json(path, data)
+    if problem := shape_problem(info):
+        raise DataError(f"{path}: not a status record ({problem}); restore the file or delete its experiment")
+    return info
+
+
 def read(folder: str) -> dict | None:
     """status.json of `folder`; None when there is none."""
     try:
-        return read_json(os.path.join(folder, FILE))
+        return parse(os.path.join(folder, FILE))
     except FileNotFoundError:
         return None
 
