@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def load(args: argparse.Namespace) -> dict:
     from playground import opts
 
-    if args.resume:
+    if args.resume is not None:
+        if not args.resume.strip():
+            raise UsageError("--resume needs a tag, a unique prefix of one, or a run folder; got an empty value")
         from playground import lab
 
         tree = lab.resume_opts(args.resume)

@@ -45,6 +45,18 @@ class InterruptParentOnce(EventHandler):
                 time.sleep(0.01)
 
 
+class PauseAt(EventHandler):
+    """After training step `step`, waits (up to a minute) until the file `until` exists: a run held mid-training
+    while a test starts others beside it."""
+
+    def __init__(self, step: int, until: str):
+        self.step, self.until = step, until
+
+    def on_iteration_end(self, exp) -> None:
+        if exp.state.global_step == self.step:
+            wait_for(lambda: os.path.exists(self.until), timeout=60, what=self.until)
+
+
 class SleepPerIteration(EventHandler):
     """Makes each iteration last at least `secs`, so that a test can watch a run while it trains."""
 

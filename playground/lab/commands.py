@@ -96,7 +96,7 @@ def describe(exp: Experiment) -> str:
         lines.append(f"  env       python {env.get('python')}, torch {env.get('torch')} (CUDA {env.get('cuda')}), "
                      f"numpy {env.get('numpy')} on {env.get('hostname')}: {devices}")
     if "opts.json" in artifacts:
-        model = exp["opts.json"].get("model", {})
+        model = exp.opts.get("model", {})
         lines.append(f"  model     {model.get('model_name_py')} / {model.get('forward_pass_py')}")
     if final := {k: v for k, v in exp.final_metrics().items() if k not in NOT_METRICS}:
         lines.append("  final     " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -8,7 +8,8 @@ Where the folder is: `output.checkpoint_folder` when set (the runs root then hol
 named by the tag), else `<runs root>/<tag>`; when the runs root is a URL, a local working copy under the staging
 folder (see tags.staging_root) that a Mirror uploads to `<url>/<tag>/`. Re-opening an unfinished experiment's
 folder (same checkpoint_folder, or `playground run --resume TAG`) continues it as a new attempt under the same
-tag; a complete one is immutable and is refused before anything is written.
+tag; a complete one is immutable and is refused before anything is written. One process at a time: the run holds
+an exclusive lock on its folder (status.held), so a second one is refused naming the first's pid and host.
 """
 from __future__ import annotations
 
@@ -95,17 +96,20 @@ def _store_of(root: str) -> str:
     return root.rstrip("/") if is_url(root) else os.path.abspath(root)
 
 
-def _locate(opts: dict, resume: str | None) -> tuple[str, dict | None, str]:
-    """(folder, its status.json or None for a new experiment, runs root)."""
-    root = runs_root(opts)
+def _folder_of(opts: dict, resume: str | None, root: str) -> str:
+    """The run's local folder: the experiment resumed, output.checkpoint_folder, or a new one under the root."""
     if resume:
-        folder = find_folder(resume, root)
-        info = status.read(folder)
-        return folder, info, (info or {}).get("store") or root
-    folder = opts["output"]["checkpoint_folder"]
-    if folder:
-        return folder, status.read(folder), root
-    return os.path.join(local_root(root), new_tag()), None, root
+        return find_folder(resume, root)
+    return opts["output"]["checkpoint_folder"] or os.path.join(local_root(root), new_tag())
+
+
+def _make(folder: str) -> None:
+    """Create the run folder: a usage error naming it where that is impossible (read-only, a file in the path)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the run folder {folder} ({e.strerror}): choose a writable "
+                         "output.checkpoint_folder, or runs root (output.runs_root, $PLAYGROUND_RUNS)") from None
 
 
 def _point_root_at(root: str, tag: str, folder: str) -> None:
@@ -138,7 +142,6 @@ def _refuse_unless_resumable(folder: str, info: dict) -> None:
 
 def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dict:
     """Write provenance (first attempt) or record what changed (later ones), and status running."""
-    os.makedirs(folder, exist_ok=True)
     if info is None:
         info = {"tag": new_tag() if opts["output"]["checkpoint_folder"] else os.path.basename(folder),
                 "created": status.now(), "attempts": []}
@@ -221,8 +224,23 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 @contextmanager
 def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
-    """Open an attempt at an experiment (see the module docstring); yields its local folder."""
-    folder, info, root = _locate(opts, resume)
+    """Open an attempt at an experiment (see the module docstring); yields its local folder. The process holds
+    the folder's lock from before status.json is read until the final status is written."""
+    root = runs_root(opts)
+    folder = _folder_of(opts, resume, root)
+    if is_url(root) and not os.path.isdir(folder):
+        mirror_interval_s()  # a bad value fails before a folder is made
+    _make(folder)
+    with status.held(folder), _attempt(folder, opts, resume, root):
+        yield folder
+
+
+@contextmanager
+def _attempt(folder: str, opts: dict, resume: str | None, root: str) -> Iterator[None]:
+    """Refuse a finished experiment, else record the attempt: running now, and how the block ended."""
+    info = status.read(folder)
+    if resume:
+        root = (info or {}).get("store") or root
     if info is not None:
         _refuse_unless_resumable(folder, info)
     interval_s = mirror_interval_s() if is_url((info or {}).get("store") or root) else None
@@ -236,7 +254,7 @@ def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
     error: BaseException | None = None
     try:
         with _sigterm_interrupts():
-            yield folder
+            yield
     except BaseException as e:
         error = e
         raise

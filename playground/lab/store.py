@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from playground.lab.status import FILE as STATUS_FILE
+from playground.lab.status import FILE as STATUS_FILE, LOCK_FILE
 from playground.lab.tags import is_tag, is_url
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 
 def skipped(name: str) -> bool:
-    """Temporary files of atomic writes: never uploaded or listed."""
-    return ".tmp" in name
+    """Temporary files of atomic writes, and the lock of a running experiment: never uploaded or listed."""
+    return ".tmp" in name or os.path.basename(name) == LOCK_FILE
 
 
 class Store:
