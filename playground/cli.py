@@ -8,6 +8,7 @@ import argparse
 import functools
 import logging
 import os
+import signal
 import sys
 
 from playground.errors import PlaygroundError, UsageError
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             for line in error_lines(e):
                 print(f"playground: error: {line}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C (the first asks the loop to checkpoint and stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third must not cut the exit short
         print("playground: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a failure while running: one line here, the traceback in the run's log file

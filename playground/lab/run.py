@@ -260,9 +260,15 @@ def _attempt(folder: str, opts: dict, resume: str | None, root: str) -> Iterator
         raise
     finally:
         outcome, text = outcome_of(error)
-        _end_attempt(folder, info, outcome, text)
-        if mirror is not None:
-            mirror.close()
+        try:
+            _end_attempt(folder, info, outcome, text)
+        except PlaygroundError as status_error:  # e.g. the disk that failed the run is still full
+            if error is None:
+                raise
+            log.error("could not record the attempt's end (%s); the error that ended it follows", status_error)
+        finally:
+            if mirror is not None:
+                mirror.close()
 
 
 @contextmanager
