@@ -307,7 +307,7 @@ def meet(store: dist.Store, opts: dict, place: Place, where: str) -> tuple[dist.
 
 def comparable_opts(opts: dict) -> dict[str, Any]:
     """The opts as dotted keys, without those that may differ between hosts (HOST_LOCAL_OPTS)."""
-    from playground.lab.repository import flatten
+    from playground.opts import flatten
 
     return {k: v for k, v in flatten(opts).items() if k not in HOST_LOCAL_OPTS}
 

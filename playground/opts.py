@@ -207,6 +207,17 @@ def get(opts: dict, dotted: str, default: Any = None) -> Any:
     return node
 
 
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaf values, to compare two opts trees key by key (runs diff, a resumed attempt, the hosts
+    of one run): {"a": {"b": [{"c": 1}], "d": [1, 2]}} -> {"a.b[0].c": 1, "a.d": [1, 2]}. Lists of plain values
+    and empty containers are leaves."""
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and any(isinstance(item, (dict, list)) for item in tree):
+        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix.rstrip('.')}[{i}].").items()}
+    return {prefix.rstrip("."): tree}
+
+
 # ---------------------------------------------------------------------------------------------- validation
 
 

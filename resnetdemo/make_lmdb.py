@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from playground.cli import UsageParser  # cli imports this module only when the command runs: no cycle
+from playground.cli import UsageParser  # a plugin command (pyproject.toml): cli never imports this module
 from playground.errors import PlaygroundError, UsageError
 from resnetdemo import shapes
 from resnetdemo.lmdb_format import ENCODINGS, FORMAT_VERSION, LmdbReader, LmdbWriter, encode_image

@@ -321,7 +321,8 @@ def test_print_report_prints_a_row_per_epoch_and_log_report_every_row(small, tmp
         rows = [json.loads(line) for line in f]
     assert [r["iteration"] for r in rows if r["kind"] == "train"] == out["metrics"]["train_loss"]["iterations"]
     assert [r["test_loss"] for r in rows if r["kind"] == "test"] == out["metrics"]["test_loss"]["values"]
-    assert all(r["lr_0"] == r["learning_rate"] == 0.1 for r in rows if r["kind"] == "train")
+    rate = small["model_param"]["base_learning_rate"]
+    assert all(r["lr_0"] == r["learning_rate"] == rate for r in rows if r["kind"] == "train")
 
 
 def test_model_statistics_graph_dump_and_profiler_write_into_the_run_folder(small, tmp_path, caplog):

@@ -188,8 +188,8 @@ def test_a_finished_experiment_is_never_rewritten(runs, caplog):
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory) -> tuple[ExperimentRepository, list[str], Path]:
-    """Three complete experiments: lr 0.1, lr 0.05, and lr 0.1 with hidden [32] in a checkpoint_folder outside
-    the runs root (given by output.runs_root)."""
+    """Three complete experiments: lr 0.1, lr 0.05, and the example's rate with hidden [32] in a checkpoint_folder
+    outside the runs root (given by output.runs_root)."""
     tmp = tmp_path_factory.mktemp("three")
     root, outside = tmp / "runs", tmp / "elsewhere" / "run"
     sets = [["model_param.base_learning_rate=0.1"], ["model_param.base_learning_rate=0.05"],

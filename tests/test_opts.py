@@ -102,7 +102,7 @@ def test_all_problems_are_reported_at_once():
 
 def test_duplicate_keys_and_non_finite_numbers_are_caught(tmp_path):
     text = json.dumps({"opts": example_opts()})
-    text = text.replace('"base_learning_rate": 0.1', '"base_learning_rate": NaN, "momentum": 0.5')
+    text = text.replace('"base_learning_rate": 0.003', '"base_learning_rate": NaN, "momentum": 0.5')
     text = text.replace('"num_epochs": 5', '"num_epochs": 5, "num_epochs": 6')
     problems = problems_of(opts_lib.load_opts(text))
     assert "model_param.base_learning_rate: nan is not a finite number; give a finite value" in problems

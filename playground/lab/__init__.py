@@ -7,6 +7,7 @@
     recorder.py    the Recorder handler the runner adds to every experiment: train.csv, test.csv, TensorBoard
     store.py       local folder or fsspec URL; the background Mirror that uploads a run folder
     repository.py  ExperimentRepository / Experiment: reading experiments back (pandas)
+    compare.py     one metric across experiments: a table and a plot
     commands.py    `playground runs list|show|diff|compare`
     sweep.py       `playground sweep`: a grid of experiments, resumable
 

@@ -1,6 +1,7 @@
 """`playground runs list|show|diff|compare` and the `sweep` parser: tables of experiments for the shell.
 
-cli.py adds these parsers and hands the parsed arguments to `main`; the work is done by the repository.
+cli.py adds these parsers and hands the parsed arguments to `main`; the work is done by the repository, and by
+sweep.py for `sweep` (which never imports this module: the dependency goes one way).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import logging
 import os
 from typing import Any
 
-from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository, NotFound
+from playground.lab.compare import compare, table
+from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository
 from playground.lab.tags import runs_root
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,6 @@ def main(args: argparse.Namespace) -> int:
     repo = ExperimentRepository(args.root or runs_root())  # an unknown tag, artifact or metric: NotFound, exit 2
     return {"list": runs_list, "show": runs_show, "diff": runs_diff, "compare": runs_compare}[
         args.runs_command](repo, args)
-
-
-def table(frame: Any) -> str:
-    """A DataFrame as plain text, numbers to 4 significant digits, missing values blank."""
-    if frame.empty:
-        return ""
-    return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
 
 
 def runs_list(repo: ExperimentRepository, args: argparse.Namespace) -> int:
@@ -144,41 +139,6 @@ def runs_diff(repo: ExperimentRepository, args: argparse.Namespace) -> int:
         print("".join(difflib.unified_diff(patches[0].splitlines(True), patches[1].splitlines(True),
                                            f"{a.tag}/source.git-patch", f"{b.tag}/source.git-patch")))
     return 0
-
-
-def metric_artifact(exp: Experiment, metric: str) -> str:
-    """The CSV of `exp` holding column `metric`."""
-    for name in ("test.csv", "train.csv"):
-        if name in exp and metric in exp[name].columns:
-            return name
-    raise NotFound(f"{exp.tag} records no metric {metric!r} in test.csv or train.csv")
-
-
-def compare(repo: ExperimentRepository, experiments: list[Experiment], metric: str, png: str,
-            labels: dict[str, str] | None = None) -> tuple[Any, str]:
-    """(table: per experiment the final, min and max of `metric`; the PNG path of its curves, one per run)."""
-    import pandas as pd
-
-    labels = labels or {e.tag: e.tag for e in experiments}
-    artifact = metric_artifact(experiments[0], metric)
-    melded = repo.meld_csv({e.tag: labels[e.tag] for e in experiments}, artifact, metric)
-    rows = []
-    for exp in experiments:
-        series = melded[labels[exp.tag]].dropna()
-        rows.append({"tag": exp.tag, **({"label": labels[exp.tag]} if labels[exp.tag] != exp.tag else {}),
-                     "status": exp.status, "epochs": series.index.max() if len(series) else None,
-                     f"final {metric}": series.iloc[-1] if len(series) else None,
-                     "min": series.min(), "max": series.max()})
-    plot(melded, metric, png)
-    return pd.DataFrame(rows), png
-
-
-def plot(melded: Any, metric: str, png: str) -> None:
-    from playground.plots import line_chart
-
-    lines = [(str(column), (values := melded[column].dropna()).index, values.values) for column in melded.columns]
-    line_chart(lines, png, xlabel=melded.index.name or "epoch", ylabel=metric,
-               title=f"{metric} across {len(melded.columns)} experiment(s)")
 
 
 def runs_compare(repo: ExperimentRepository, args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from playground.errors import CheckpointError, DataError, UsageError
 from playground.lab import status
 from playground.lab.store import Store
 from playground.lab.tags import runs_root
+from playground.opts import flatten
 
 ABSENT = "<absent>"
 TEXT_SUFFIXES = (".txt", ".git-patch", ".patch", ".sha256", ".log", ".md")
@@ -37,16 +38,6 @@ class NotFound(KeyError, UsageError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys to leaf values: {"a": {"b": [{"c": 1}], "d": [1, 2]}} -> {"a.b[0].c": 1, "a.d": [1, 2]}.
-    Lists of plain values and empty containers are leaves."""
-    if isinstance(tree, dict) and tree:
-        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    if isinstance(tree, list) and any(isinstance(item, (dict, list)) for item in tree):
-        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix.rstrip('.')}[{i}].").items()}
-    return {prefix.rstrip("."): tree}
 
 
 def read_csv(data: bytes, path: str = "the CSV") -> Any:

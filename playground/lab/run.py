@@ -166,7 +166,7 @@ def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dic
 def _changes_since_first(folder: str, opts: dict, first_source: dict, number: int) -> dict:
     """Opts and source changes of a resumed attempt, recorded beside (never over) the first attempt's files."""
     from playground import checkpoint
-    from playground.lab.repository import flatten
+    from playground.opts import flatten
 
     changes: dict[str, Any] = {}
     before, after = flatten(status.read_json(os.path.join(folder, "opts.json"))), flatten(opts)

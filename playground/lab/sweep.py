@@ -302,17 +302,17 @@ def command(args: argparse.Namespace) -> int:
 
 def _conclude(sweep: Sweep, metric: str) -> None:
     """The comparison table and plot of whatever has run so far."""
-    from playground.lab import commands
+    from playground.lab.compare import compare, table
     from playground.lab.repository import ExperimentRepository, NotFound
 
-    print(commands.table(sweep.results()))
+    print(table(sweep.results()))
     repo = ExperimentRepository(sweep.root)
     ran = [repo[t] for t in sweep.tags if t and any(n.endswith(".csv") for n in repo[t].list_artifacts())]
     if not ran:
         return
     labels = {e.tag: describe_point(sweep.points[sweep.tags.index(e.tag)]) for e in ran}
     try:
-        _, png = commands.compare(repo, ran, metric, os.path.join(sweep.folder, f"{sweep.id}_{metric}.png"), labels)
+        _, png = compare(repo, ran, metric, os.path.join(sweep.folder, f"{sweep.id}_{metric}.png"), labels)
     except NotFound as e:
         log.warning("no plot: %s", e)
         return
