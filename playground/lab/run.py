@@ -26,7 +26,7 @@ from typing import Any
 
 from playground.errors import PlaygroundError, UsageError
 from playground.lab import provenance, status
-from playground.lab.store import Mirror, Store
+from playground.lab.store import Mirror, Store, UploadIncomplete
 from playground.lab.tags import is_url, local_root, new_tag, runs_root
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,14 @@ def mirror_interval_s() -> float:
         raise UsageError(f"{MIRROR_INTERVAL_VAR}={raw!r}: expected a positive number of seconds, e.g. 10; "
                          "fix or unset the variable")
     return value
+
+
+def mirror_deadline_s(opts: dict) -> float:
+    """Seconds the last upload of a run to a URL runs root may take: output.mirror_deadline_s (opts saved before
+    it existed, and the Estimator's, lack it)."""
+    from playground.opts import FRAMEWORK_OPTS, get
+
+    return get(opts, "output.mirror_deadline_s", FRAMEWORK_OPTS["output.mirror_deadline_s"].default)
 
 
 class FinishedExperiment(PlaygroundError):
@@ -245,7 +253,9 @@ def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
         _point_root_at(root, tag, folder)
     attempt = info["attempts"][-1]["attempt"]
     print(f"experiment {tag}{f' (attempt {attempt})' if attempt > 1 else ''}: {folder}", flush=True)
-    mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s).start() if interval_s else None
+    mirror = None
+    if interval_s:
+        mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s, mirror_deadline_s(opts)).start()
     error: BaseException | None = None
     try:
         with _sigterm_interrupts():
@@ -256,8 +266,11 @@ def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
     finally:
         outcome, text = outcome_of(error)
         _end_attempt(folder, info, outcome, text)
-        if mirror is not None:
-            mirror.close()
+        if mirror is not None and (unpushed := mirror.close()):
+            incomplete = UploadIncomplete(folder, mirror.url, unpushed, mirror.deadline_s)
+            if error is None:
+                raise incomplete
+            log.error("%s", incomplete)  # the attempt's own error is the one to exit with
 
 
 @contextmanager
