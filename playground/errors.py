@@ -52,6 +52,16 @@ class NonFiniteLossError(PlaygroundError):
     """The loss became NaN or infinite; the run failed and no checkpoint was written after the last good one."""
 
 
+class UploadIncomplete(PlaygroundError):
+    """Files of an experiment that did not reach its store before the deadline; they stay in the local folder."""
+
+    def __init__(self, folder: str, url: str, names: list[str], deadline_s: float):
+        tag = url.rstrip("/").rsplit("/", 1)[-1]
+        super().__init__(f"{len(names)} file(s) of experiment {tag} did not reach {url} within {deadline_s:g} s "
+                         f"(output.mirror_deadline_s): {', '.join(names)}; they are safe in {folder}; "
+                         f"`playground runs push {tag}` uploads them once the store answers")
+
+
 class RankError(PlaygroundError):
     """An error raised on another rank, reported here with that rank's exit code."""
 

@@ -90,6 +90,9 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                                     "on it resumes. Empty: a new folder under the runs root."),
     "output.runs_root": Opt(_STR, "", OPTIONAL, "Where runs without a checkpoint_folder go (default: "
                             "$PLAYGROUND_RUNS or ./runs); a folder or a URL such as s3://bucket/prefix."),
+    "output.mirror_deadline_s": Opt(_NUM, 120, OPTIONAL, "With a URL runs root: seconds the last upload may take "
+                                    "after training; then the run fails naming the files left to `playground runs "
+                                    "push TAG`."),
     "output.tensorboard": Opt(_BOOL, False, OPTIONAL, "Also write TensorBoard event files into the run folder "
                               "(needs the tensorboard package)."),
     "output.metrics": Opt(_LIST, [], OPTIONAL, "Metrics: {name, meter_py, meter_kargs, is_train}."),

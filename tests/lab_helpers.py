@@ -57,6 +57,18 @@ class PauseAt(EventHandler):
             wait_for(lambda: os.path.exists(self.until), timeout=60, what=self.until)
 
 
+class SignalAt(EventHandler):
+    """Sends signal `signum` to process `pid` after training step `step`, once: e.g. stops a test's S3 server while
+    the run trains."""
+
+    def __init__(self, step: int, pid: int, signum: int):
+        self.step, self.pid, self.signum = step, pid, signum
+
+    def on_iteration_end(self, exp) -> None:
+        if exp.state.global_step == self.step:
+            os.kill(self.pid, self.signum)
+
+
 class SleepPerIteration(EventHandler):
     """Makes each iteration last at least `secs`, so that a test can watch a run while it trains."""
 

@@ -1,4 +1,4 @@
-"""`playground runs list|show|diff|compare` and the `sweep` parser: tables of experiments for the shell.
+"""`playground runs list|show|diff|compare|push` and the `sweep` parser: tables of experiments for the shell.
 
 cli.py adds these parsers and hands the parsed arguments to `main`; the work is done by the repository, and by
 sweep.py for `sweep` (which never imports this module: the dependency goes one way).
@@ -12,9 +12,10 @@ import logging
 import os
 from typing import Any
 
+from playground.errors import UploadIncomplete, UsageError
 from playground.lab.compare import compare, table
-from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository
-from playground.lab.tags import runs_root
+from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository, NotFound
+from playground.lab.tags import is_url, runs_root, staging_root
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ def add_parsers(commands: Any) -> None:
     compare.add_argument("--output", metavar="PNG", help="where the plot goes (default: compare_<metric>.png)")
     for parser in (listing, show, diff, compare):
         parser.add_argument("--root", help=root_help)
+    push = sub.add_parser("push", help="upload the local copy of an experiment to its object store (after a run "
+                          "whose last upload gave up)")
+    push.add_argument("tag", help="a tag or a unique prefix of one, in the staging folder ($PLAYGROUND_STAGING)")
 
     sweep = commands.add_parser("sweep", help="run the cartesian product of opts values, each an experiment")
     sweep.add_argument("--parameters-json", required=True, metavar="JSON_OR_FILE", help="the base opts")
@@ -53,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
         from playground.lab import sweep
 
         return sweep.command(args)
+    if args.runs_command == "push":
+        return runs_push(args.tag)
     repo = ExperimentRepository(args.root or runs_root())  # an unknown tag, artifact or metric: NotFound, exit 2
     return {"list": runs_list, "show": runs_show, "diff": runs_diff, "compare": runs_compare}[
         args.runs_command](repo, args)
@@ -119,6 +125,29 @@ def _status_line(exp: Experiment, info: dict) -> str:
     if current == "interrupted":
         return f"interrupted ({info.get('error')}); `playground run --resume {exp.tag}` continues it"
     return current
+
+
+def runs_push(ref: str) -> int:
+    """Upload the staging copy of an experiment to the store its status.json names, status.json last."""
+    from playground.lab import status
+    from playground.lab.run import mirror_deadline_s
+    from playground.lab.store import Mirror
+
+    tag = ExperimentRepository(staging_root()).resolve_tag(ref)
+    folder = os.path.join(staging_root(), tag)
+    store = (status.read(folder) or {}).get("store") or ""
+    if not is_url(store):
+        raise UsageError(f"runs push {ref}: experiment {tag} in {folder} belongs to {store or 'no store'}, not an "
+                         "object store; only runs with a URL runs root are pushed")
+    try:
+        opts = status.read_json(os.path.join(folder, "opts.json"))
+    except FileNotFoundError:
+        opts = {}
+    mirror = Mirror(folder, f"{store}/{tag}", deadline_s=mirror_deadline_s(opts))
+    if unpushed := mirror.close():
+        raise UploadIncomplete(folder, mirror.url, unpushed, mirror.deadline_s)
+    print(f"pushed {len(mirror.uploaded)} file(s) of {tag} to {mirror.url}")
+    return 0
 
 
 def runs_diff(repo: ExperimentRepository, args: argparse.Namespace) -> int:

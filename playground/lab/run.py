@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from playground import errors
-from playground.errors import AlreadyComplete, PlaygroundError, Stopped, UsageError
+from playground.errors import AlreadyComplete, PlaygroundError, Stopped, UploadIncomplete, UsageError
 from playground.lab import provenance, status
 from playground.lab.store import Mirror, Store
 from playground.lab.tags import is_url, local_root, new_tag, runs_root
@@ -47,6 +47,14 @@ def mirror_interval_s() -> float:
         raise UsageError(f"{MIRROR_INTERVAL_VAR}={raw!r}: expected a positive number of seconds, e.g. 10; "
                          "fix or unset the variable")
     return value
+
+
+def mirror_deadline_s(opts: dict) -> float:
+    """Seconds the last upload of a run to a URL runs root may take: output.mirror_deadline_s (opts saved before
+    it existed, and the Estimator's, lack it)."""
+    from playground.opts import FRAMEWORK_OPTS, get
+
+    return get(opts, "output.mirror_deadline_s", FRAMEWORK_OPTS["output.mirror_deadline_s"].default)
 
 
 def find_folder(ref: str, root: str | None = None) -> str:
@@ -250,7 +258,9 @@ def _attempt(folder: str, opts: dict, resume: str | None, root: str) -> Iterator
         _point_root_at(root, tag, folder)
     attempt = info["attempts"][-1]["attempt"]
     print(f"experiment {tag}{f' (attempt {attempt})' if attempt > 1 else ''}: {folder}", flush=True)
-    mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s).start() if interval_s else None
+    mirror = None
+    if interval_s:
+        mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s, mirror_deadline_s(opts)).start()
     error: BaseException | None = None
     try:
         with _sigterm_interrupts():
@@ -267,8 +277,11 @@ def _attempt(folder: str, opts: dict, resume: str | None, root: str) -> Iterator
                 raise
             log.error("could not record the attempt's end (%s); the error that ended it follows", status_error)
         finally:
-            if mirror is not None:
-                mirror.close()
+            if mirror is not None and (unpushed := mirror.close()):
+                incomplete = UploadIncomplete(folder, mirror.url, unpushed, mirror.deadline_s)
+                if error is None:
+                    raise incomplete
+                log.error("%s", incomplete)  # the attempt's own error is the one to exit with
 
 
 @contextmanager

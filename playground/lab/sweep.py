@@ -31,7 +31,7 @@ from playground import checkpoint
 from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, Stopped, UsageError
 from playground.lab import status
-from playground.lab.run import create
+from playground.lab.run import create, mirror_deadline_s
 from playground.lab.store import Mirror
 from playground.lab.tags import is_url, local_root, runs_root
 from playground.workers import usable_cores
@@ -133,12 +133,17 @@ class Sweep:
         if os.path.exists(self.path):
             saved = status.read_json(self.path)
             self.tags = [p.get("tag") for p in saved["points"]]
-        resolved = self.resolve()
+        resolved, store_answers = self.resolve(), is_url(self.root)
         for i, (point, opts) in enumerate(zip(self.points, resolved)):
             if self.tags[i] is None or not self.status(i):
                 self.tags[i], folder = create(opts, self.root, sweep={"id": self.id, "point": point, "index": i})
-                if is_url(self.root):  # queued points are visible in the store, and resumable from elsewhere
-                    Mirror(folder, f"{self.root.rstrip('/')}/{self.tags[i]}").close(tries=2)
+                if store_answers:  # queued points are visible in the store, and resumable from elsewhere
+                    mirror = Mirror(folder, f"{self.root.rstrip('/')}/{self.tags[i]}",
+                                    deadline_s=mirror_deadline_s(opts))
+                    if mirror.close():  # one wait for a dead store is enough: each point's run uploads it anyway
+                        store_answers = False
+                        log.warning("%s did not answer within %g s; queued points stay local until they run",
+                                    self.root, mirror.deadline_s)
                 self.save()
         self.save()
 
