@@ -19,7 +19,6 @@ import threading
 import time
 from typing import Any
 
-from playground.errors import UploadIncomplete
 from playground.lab.status import FILE as STATUS_FILE, LOCK_FILE
 from playground.lab.tags import is_tag, is_url
 
