@@ -33,6 +33,7 @@ class Opt:
     doc: str = ""
     example: str = ""
     choices: tuple[Any, ...] = ()
+    minimum: float | None = None
 
 
 _INT, _NUM, _BOOL, _STR, _LIST, _DICT = (int,), (int, float), (bool,), (str,), (list,), (dict,)
@@ -102,7 +103,7 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "output.progress_bar": Opt(_BOOL, True, OPTIONAL, "Add a ProgressBar handler unless output.handlers lists one: "
                                "a tqdm bar when stderr is a terminal, periodic log lines otherwise (rank 0)."),
     "output.record_every_iters": Opt(_INT, 10, OPTIONAL, "Training iterations between records of train metrics and "
-                                     "throughput."),
+                                     "throughput.", minimum=1),
     "output.keep_checkpoints": Opt(_INT, 2, OPTIONAL, "Regular checkpoints kept: the newest N (0: all); an older one "
                                    "is deleted once the newest verifies. The final and the best are always kept."),
     "output.checkpoint_every_iters": Opt(_INT, 0, OPTIONAL, "Also checkpoint every N iterations, for exact "
@@ -304,6 +305,8 @@ def validate(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> list[str]
             continue
         if not _has_type(value, opt.types):
             problems.append(f"{key}: expected {_type_name(opt.types)}, got {json.dumps(value, default=str)}")
+        elif opt.minimum is not None and value < opt.minimum:
+            problems.append(f"{key}: must be at least {opt.minimum}, got {value}")
         elif opt.types in (_INT, _NUM) and value < 0:
             problems.append(f"{key}: must not be negative, got {value}")
         elif opt.choices and value not in opt.choices:

@@ -152,8 +152,6 @@ def combination_problems(opts: dict) -> list[str]:
     elif epoch_iter["num_train_sample_per_epoch"] < total_batch_size(opts):
         problems.append(f"epoch_iter.num_train_sample_per_epoch: {epoch_iter['num_train_sample_per_epoch']} is "
                         f"less than one global batch ({total_batch_size(opts)}); raise it or lower batch_per_device")
-    if opts["output"]["record_every_iters"] < 1:
-        problems.append('output.record_every_iters: must be at least 1, e.g. "record_every_iters": 10')
     return problems
 
 
