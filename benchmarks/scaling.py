@@ -27,7 +27,6 @@ import socket
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path

@@ -36,6 +36,18 @@ class ComponentError(UsageError):
     """A `*_py` name that cannot be resolved, or a module that lacks what its slot needs."""
 
 
+class EstimatorError(UsageError):
+    """The Estimator's arguments or data do not fit together; found before the first training step."""
+
+
+class NotFound(KeyError, UsageError):
+    """No such experiment, artifact or column: a KeyError for notebooks, a usage error (exit 2) for the CLI.
+    Other KeyErrors are bugs and stay tracebacks."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(PlaygroundError):
     """A checkpoint that cannot be written, or cannot be trusted when read."""
 
@@ -68,6 +80,18 @@ class RankError(PlaygroundError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class RendezvousError(PlaygroundError):
+    """The processes of a run could not meet: someone is missing, unreachable, or started with other opts."""
+
+
+class OptsMismatch(RendezvousError, UsageError):
+    """Processes of one run were started with different opts (exit 2, like any other opts problem)."""
+
+
+class LostPeer(PlaygroundError):
+    """A collective failed: another rank died or hung. Its own error says why; re-running resumes."""
 
 
 class AlreadyComplete(PlaygroundError):

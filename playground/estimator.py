@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from playground import data, distributed, lab, opts as opts_lib, runner
 from playground.anyexp import AnyExp
-from playground.errors import OptsError, UsageError
+from playground.errors import EstimatorError, OptsError
 from playground.events import EventHandler
 from playground.handlers import default_handlers
 from playground.meters import ComputeLoss, ComputeTopKAccuracy
@@ -27,10 +27,6 @@ from playground.parts import Metric, Parts, RunInfo
 
 log = logging.getLogger(__name__)
 Data = Dataset | DataLoader | Sequence[torch.Tensor]
-
-
-class EstimatorError(UsageError):
-    """The Estimator's arguments or data do not fit together; found before the first training step."""
 
 
 class EstimatorExperiment(AnyExp):

@@ -39,25 +39,13 @@ import torch
 import torch.distributed as dist
 
 from playground import distributed, runner, workers
-from playground.errors import PlaygroundError, RankError, UsageError
+from playground.errors import LostPeer, OptsMismatch, PlaygroundError, RankError, RendezvousError, UsageError
 
 log = logging.getLogger(__name__)
 
 # Opts that may differ between hosts: device numbering and local paths. Everything else must match.
 HOST_LOCAL_OPTS = ("distributed.first_gpu_id", "distributed.first_cpu_id", "distributed.rendezvous_path",
                    "input.decode_threads", "output.checkpoint_folder", "output.runs_root")
-
-
-class RendezvousError(PlaygroundError):
-    """The processes of a run could not meet: someone is missing, unreachable, or started with other opts."""
-
-
-class OptsMismatch(RendezvousError, UsageError):
-    """Processes of one run were started with different opts (exit 2, like any other opts problem)."""
-
-
-class LostPeer(PlaygroundError):
-    """A collective failed: another rank died or hung. Its own error says why; re-running resumes."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from playground.errors import UploadIncomplete, UsageError
 from playground.lab.compare import compare, table
-from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository, NotFound
+from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository
 from playground.lab.tags import is_url, runs_root, staging_root
 
 log = logging.getLogger(__name__)

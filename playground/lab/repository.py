@@ -19,7 +19,7 @@ import json
 import logging
 from typing import Any, Union
 
-from playground.errors import CheckpointError, DataError, UsageError
+from playground.errors import CheckpointError, DataError, NotFound
 from playground.lab import status
 from playground.lab.store import Store
 from playground.lab.tags import runs_root
@@ -32,12 +32,7 @@ UNREADABLE = "unreadable"
 log = logging.getLogger(__name__)
 
 
-class NotFound(KeyError, UsageError):
-    """No such experiment, artifact or column: a KeyError for notebooks, a usage error (exit 2) for the CLI.
-    Other KeyErrors are bugs and stay tracebacks."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 def read_csv(data: bytes, path: str = "the CSV") -> Any:
