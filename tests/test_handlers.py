@@ -14,10 +14,11 @@ import torch
 from conftest import ROOT, write_opts
 from playground import checkpoint, cli, runner
 from playground.errors import PlaygroundError, UsageError
-from playground.events import EventHandler
+from playground.events import Event, EventHandler
 from playground.handlers import EarlyStopping, LogReport, NonFiniteLossError, ProgressBar, TerminateOnNaN
 from playground.runner import prepare
-from playground.state import ExperimentState
+from playground.anyexp import AnyExp
+from playground.testing import tiny_experiment
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -105,29 +106,18 @@ def results(opts: dict) -> dict:
         return json.load(f)
 
 
-class FakeExp:
-    """Just what EarlyStopping reads and calls: a scripted metric, the epoch count, a network, request_stop."""
-
-    def __init__(self):
-        self.latest, self.state, self.meters, self.rank = {}, ExperimentState(), {}, 0
-        self.network = torch.nn.Linear(2, 1)
-        self.stop_requested = ""
-
-    def request_stop(self, reason: str) -> None:
-        self.stop_requested = self.stop_requested or reason
-
-
-def stop_epoch(early: EarlyStopping, values: list[float], monitor: str = "test_loss", exp: FakeExp | None = None):
-    """The epoch after which `early` asks to stop on `values` (None: it never does)."""
-    exp = exp or FakeExp()
+def stop_epoch(early: EarlyStopping, values: list[float], monitor: str = "test_loss", exp: AnyExp | None = None):
+    """The epoch after which `early` asks to stop on `values` (None: it never does), driven by hand on
+    playground.testing's experiment."""
+    exp = exp or tiny_experiment(handlers=[early])
     early.on_train_begin(exp)
     for epoch, value in enumerate(values, 1):
         exp.state.epoch = epoch
-        exp.latest[monitor] = value
+        exp.record("test", {monitor: value})
         with torch.no_grad():
             exp.network.weight.fill_(epoch)
-        early.on_epoch_end(exp)
-        if exp.stop_requested:
+        exp.fire(Event.EPOCH_END)
+        if exp.state.stop_requested:
             return epoch
     return None
 
@@ -152,9 +142,11 @@ def test_early_stopping_stops_at_the_right_epoch(kargs, monitor, values, expecte
 
 
 def test_early_stopping_says_why_and_restores_the_best_weights():
-    early, exp = EarlyStopping("test_loss", patience=2, restore_best=True), FakeExp()
+    early = EarlyStopping("test_loss", patience=2, restore_best=True)
+    exp = tiny_experiment(handlers=[early])
     assert stop_epoch(early, [3, 1, 2, 2.5], exp=exp) == 4
-    assert "test_loss did not improve" in exp.stop_requested and "best 1 after epoch 2" in exp.stop_requested
+    reason = exp.state.stop_requested.reason
+    assert "test_loss did not improve" in reason and "best 1 after epoch 2" in reason
     assert exp.network.weight.eq(4).all()
     early.on_train_end(exp)
     assert exp.network.weight.eq(2).all() and early.best_epoch == 2 and early.stopped_epoch == 4
@@ -168,8 +160,8 @@ def test_early_stopping_rejects_bad_kargs():
 
 
 def test_early_stopping_names_the_metrics_when_the_monitor_is_missing():
-    exp = FakeExp()
-    exp.latest["test_loss"] = 1.0
+    exp = tiny_experiment()
+    exp.record("test", {"test_loss": 1.0})
     with pytest.raises(PlaygroundError, match="monitor 'test_los' is not a recorded metric; recorded: test_loss"):
         EarlyStopping("test_los").on_epoch_end(exp)
 
