@@ -138,7 +138,8 @@ class Estimator:
             handler.load_state_dict(copy.deepcopy(state))
         record = self.describe(epochs, batch_size, seed, checkpoint_folder, settings)
         with lab.run_folder(record) as self.folder:  # the same record, folder and log file as `playground run`
-            info = self._run_info(self.folder, epochs, iterations, batch_size, seed, val, settings)
+            info = self._run_info(self.folder, epochs, iterations, batch_size, seed, val,
+                                  {**settings, "opts": record})
             runner.seed_everything(seed)
             exp = self._experiment(info, train, val, default_handlers(settings.pop("progress_bar", self.progress_bar),
                                                                       [({}, h) for h in self.handlers]))

@@ -146,3 +146,12 @@ def test_a_checkpoint_of_a_newer_format_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"future.pt: written in checkpoint format 3, newer than "
                                                          r"this playground reads \(2\); upgrade torch-playground"):
         checkpoint.load(path)
+
+
+def test_the_opts_are_stored_once_per_run_and_each_checkpoint_holds_their_digest(tmp_path):
+    folder = tmp_path / "run"
+    assert run("run", "--parameters-json", write_opts(tmp_path / "opts.json", small_opts(folder))).returncode == 0
+    saved = json.loads((folder / "opts.json").read_text())
+    for name in ("model_checkpoint_epoch2.pt", "model_final.pt"):
+        held = checkpoint.load(str(folder / name))
+        assert "opts" not in held and held["opts_sha256"] == checkpoint.opts_digest(saved)
