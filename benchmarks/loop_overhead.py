@@ -63,7 +63,7 @@ def handwritten_loop(steps: int, metrics: bool) -> float:
     torch.manual_seed(1)
     dataset = synthetic_input.make(steps * BATCH, 32, 10, 3.0, 1, "train")
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9)
     order = data.epoch_order(len(dataset), steps * BATCH, 1, 0)
     log = []
     for step in range(steps):
@@ -89,7 +89,7 @@ torch.set_num_threads(1)
 from playground.builtins import synthetic_input
 dataset = synthetic_input.make(6400, 32, 10, 3.0, 1, "train")
 model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9)
 x, y = dataset.get_batch(list(range(64)))
 loss = torch.nn.functional.cross_entropy(model(x), y)
 optimizer.zero_grad(); loss.backward(); optimizer.step()

@@ -27,7 +27,6 @@ import socket
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -39,14 +38,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from playground import distributed  # noqa: E402
+from playground.state import ExperimentState  # noqa: E402
 
 
 class _Voter:
     """What distributed.agree_stop reads of an experiment: nobody asks to stop here."""
 
     def __init__(self, world_size: int):
-        self.world_size, self.stop_requested = world_size, ""
-        self.state = types.SimpleNamespace(stop_reason="")
+        self.world_size = world_size
+        self.state = ExperimentState()
 
 
 def build_network(name: str) -> torch.nn.Module:

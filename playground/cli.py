@@ -1,4 +1,10 @@
-"""The `playground` command: run, runs, sweep, make-lmdb. Logging is configured here, once; errors become one-line messages.
+"""The `playground` command: run, runs, sweep, and the commands plugins register (make-lmdb). Logging is configured
+here, once; errors become one-line messages.
+
+A package adds a command through the `playground.commands` entry-point group, e.g. in its pyproject.toml
+`[project.entry-points."playground.commands"] make-lmdb = "resnetdemo.make_lmdb:main"`: `main(argv) -> int` gets
+the arguments after the command's name and parses them itself (UsageParser reports its errors like ours). The
+plugin is imported only when its command runs, so playground never imports the packages that extend it.
 
 Exit codes: 0 done, 2 bad opts or usage, 1 failure while running, 143 stopped by SIGTERM after a checkpoint.
 """
@@ -6,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.metadata
 import logging
 import os
+import signal
 import sys
 
 from playground.errors import PlaygroundError, UsageError
 
 log = logging.getLogger("playground")
+BUILT_IN_COMMANDS = ("run", "runs", "sweep")
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -20,6 +29,13 @@ class UsageParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def plugin_commands() -> dict[str, importlib.metadata.EntryPoint]:
+    """The commands installed packages register in the `playground.commands` entry-point group, by name; a plugin
+    cannot replace a built-in command."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group="playground.commands")
+            if ep.name not in BUILT_IN_COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,17 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the opts, resolve every component, print them, and exit without training")
     run.add_argument("--shard-id", type=int, default=None, metavar="I",
                      help="this host's index, 0 to distributed.num_shards - 1 (multi-host runs; not under torchrun)")
-    commands.add_parser("make-lmdb", add_help=False, help="build an LMDB image dataset (make-lmdb --help)")
     from playground.lab import commands as lab_commands
 
     lab_commands.add_parsers(commands)  # runs, sweep
+    for name, plugin in plugin_commands().items():
+        commands.add_parser(name, add_help=False, help=f"from {plugin.module} ({name} --help)")
     return parser
 
 
 def load(args: argparse.Namespace) -> dict:
     from playground import opts
 
-    if args.resume:
+    if args.resume is not None:
+        if not args.resume.strip():
+            raise UsageError("--resume needs a tag, a unique prefix of one, or a run folder; got an empty value")
         from playground import lab
 
         tree = lab.resume_opts(args.resume)
@@ -66,12 +85,6 @@ def command_run(args: argparse.Namespace) -> int:
         print(runner.describe(opts, components))
         return 0
     return launch.run(opts, components, args.shard_id, args.argv, functools.partial(lab.run_folder, resume=args.resume))
-
-
-def command_make_lmdb(args: argparse.Namespace) -> int:
-    from resnetdemo import make_lmdb
-
-    return make_lmdb.main(args.args)
 
 
 def configure_logging() -> None:
@@ -95,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())  # components in the current folder resolve, as under `python -m`
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["make-lmdb"]:  # its own parser, --help included
-            return command_make_lmdb(argparse.Namespace(args=argv[1:]))
+        if argv and (plugin := plugin_commands().get(argv[0])):  # its own parser, --help included
+            return plugin.load()(argv[1:])
         args = build_parser().parse_args(argv)
         args.argv = list(argv)  # the worker processes launch.run starts run the same command
         if args.command in ("runs", "sweep"):
@@ -111,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             for line in error_lines(e):
                 print(f"playground: error: {line}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C (the first asks the loop to checkpoint and stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third must not cut the exit short
         print("playground: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a failure while running: one line here, the traceback in the run's log file

@@ -12,35 +12,23 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
-from playground.errors import PlaygroundError
+from playground.errors import PlaygroundError, RankError
+from playground.state import StopRequest
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
     from playground.meters import Meter
 
 _control_group: dist.ProcessGroup | None = None  # None: the default group (gloo runs)
-_vote_clocks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # exp -> _VoteClock
-_meter_lengths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # exp -> {meter names: sums lengths}
 VOTE_INTERVAL_S = 0.1  # vote about this often: a vote (~1.2 ms on gloo) then costs about 1% of training time
 MAX_CALLS_BETWEEN_VOTES = 1000
-
-
-class RankError(PlaygroundError):
-    """An error raised on another rank (rank 0, while restoring), reported here with that rank's exit code."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def set_control_group(group: dist.ProcessGroup | None) -> None:
@@ -86,40 +74,28 @@ def any_rank(flag: bool, exp: AnyExp) -> bool:
     return bool(shared.item())
 
 
-@dataclass
-class _VoteClock:
-    """When the next stop vote is due: counted in calls of agree_stop, identical on every rank."""
-
-    every: int = 1               # calls between votes, agreed at each vote
-    calls: int = 0               # calls since the last vote
-    since: float | None = None   # when the last vote ended (None: no vote yet, so no pace measured)
+_KINDS = {None: 0, "handler": 1, "signal": 2}  # a signal outranks a handler's request
 
 
-def _vote(exp: AnyExp, seconds_per_call: float) -> torch.Tensor:
-    """This rank's vote: [kind (0 none, 1 a handler's request, 2 a signal), signal number, seconds per call]."""
-    reason = exp.stop_requested
-    kind, signum = 0, 0
-    if reason.startswith("signal "):
-        name = reason.split()[1]
-        kind, signum = 2, signal.Signals[name].value if name in signal.Signals.__members__ else 0
-    elif reason:
-        kind = 1
-    return torch.tensor([kind, signum, seconds_per_call], dtype=torch.float64)
+def _vote(request: StopRequest | None, seconds_per_call: float) -> torch.Tensor:
+    """This rank's vote: [kind, signal number, seconds per call]."""
+    kind = _KINDS[request.kind if request else None]
+    return torch.tensor([kind, request.signal or 0 if request else 0, seconds_per_call], dtype=torch.float64)
 
 
-def _reason(kind: int, signum: int, exp: AnyExp) -> str:
+def _agreed(kind: int, signum: int, own: StopRequest | None) -> StopRequest | None:
     if not kind:
-        return ""
-    if exp.stop_requested and (kind == 1 or exp.stop_requested.startswith("signal ")):
-        return exp.stop_requested  # this rank asked (or asked in the same way): keep its own words
-    if kind == 2:
-        return f"signal {signal.Signals(signum).name if signum else 'unknown'} (received by another process)"
-    return "another process was asked to stop"
+        return None
+    if own is not None and _KINDS[own.kind] == kind:
+        return own  # this rank asked in the same way: keep its own words
+    if kind == _KINDS["signal"]:
+        return StopRequest.from_signal(signum, " (received by another process)")
+    return StopRequest("handler", "another process was asked to stop")
 
 
 def agree_stop(exp: AnyExp, *, now: bool = False) -> None:
-    """Turn stop requests (`exp.stop_requested`, set by signals and handlers) into `exp.state.stop_reason` on
-    every rank at the same iteration, so that no rank waits in a collective the others never enter.
+    """Turn stop requests (`exp.state.stop_requested`, by signals and handlers) into `exp.state.stop` on every
+    rank at the same iteration, so that no rank waits in a collective the others never enter.
 
     The ranks vote in an all-reduce (on gloo over loopback about 1.2 ms, as much as a small model's whole
     gradient exchange), so they vote only every VOTE_INTERVAL_S of training or so: every call when a step takes
@@ -128,25 +104,24 @@ def agree_stop(exp: AnyExp, *, now: bool = False) -> None:
     end of an epoch) votes at once. A signal outranks a handler's request: if any rank was signalled, every rank
     ends as stopped by a signal (exit 143, resumable).
     """
-    if exp.state.stop_reason:
+    state = exp.state
+    if state.stop is not None:
         return
     if exp.world_size == 1:
-        exp.state.stop_reason = exp.stop_requested
+        state.stop = state.stop_requested
         return
-    clock = _vote_clocks.get(exp)
-    if clock is None:
-        clock = _vote_clocks[exp] = _VoteClock()
+    clock = state.votes
     clock.calls += 1
     if clock.calls < clock.every and not now:
         return
     pace = (time.perf_counter() - clock.since) / clock.calls if clock.since is not None else 0.0
-    votes = _vote(exp, pace)
+    votes = _vote(state.stop_requested, pace)
     dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=_control_group)
     kind, signum, seconds_per_call = votes.tolist()
     if seconds_per_call > 0:
         clock.every = max(1, min(MAX_CALLS_BETWEEN_VOTES, int(VOTE_INTERVAL_S / seconds_per_call)))
     clock.calls, clock.since = 0, time.perf_counter()
-    exp.state.stop_reason = _reason(int(kind), int(signum), exp)
+    state.stop = _agreed(int(kind), int(signum), state.stop_requested)
 
 
 # ---------------------------------------------------------------------------------------------- meters
@@ -165,7 +140,7 @@ def compute_all(meters: dict[str, Meter], exp: AnyExp) -> dict[str, float]:
     exact = {name: m for name, m in meters.items() if hasattr(m, "sums")}
     other = {name: m for name, m in meters.items() if name not in exact}
     device = exp.device
-    known = _meter_lengths.setdefault(exp, {})
+    known = exp.state.reduction_lengths
     key = tuple(exact)
     if key not in known:
         lengths = torch.tensor([0 if m.sums is None else len(m.sums) for m in exact.values()], dtype=torch.int64,

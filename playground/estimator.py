@@ -1,8 +1,7 @@
 """Estimator: fit / evaluate / predict for a network built in Python, run by the same AnyExp loop as the opts.
 
-`Estimator.fit` builds an opts tree from its arguments and components that hand the loop the user's own objects
-(network, losses, optimizer, data, meters, handlers), then runs it exactly as `playground run` does: the same
-loop, handlers, checkpoints, resume and run folder. Mistakes the Gluon Fit API design lists (network outputs vs
+`Estimator.fit` hands the loop the user's own objects as its parts (network, losses, optimizer, data, meters,
+handlers) and runs it as `playground run` does: the same loop, handlers, checkpoints, resume and run folder. Mistakes the Gluon Fit API design lists (network outputs vs
 losses vs metrics, label vs output shapes, data yielding the wrong number of items) are found on one batch
 before the first step and raised as EstimatorError.
 """
@@ -13,34 +12,31 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from itertools import islice
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from playground import data, lab, opts as opts_lib, registry, runner
+from playground import data, distributed, lab, opts as opts_lib, runner
 from playground.anyexp import AnyExp
-from playground.errors import OptsError, UsageError
+from playground.errors import EstimatorError, OptsError
 from playground.events import EventHandler
 from playground.handlers import default_handlers
 from playground.meters import ComputeLoss, ComputeTopKAccuracy
+from playground.parts import Metric, Parts, RunInfo
 
 log = logging.getLogger(__name__)
 Data = Dataset | DataLoader | Sequence[torch.Tensor]
 
 
-class EstimatorError(UsageError):
-    """The Estimator's arguments or data do not fit together; found before the first training step."""
-
-
 class EstimatorExperiment(AnyExp):
     """AnyExp applying the Estimator's losses to the network's outputs; batches are (inputs, label, ...)."""
 
+    losses: list[Callable] = []
+
     def forward(self, inputs: Any, labels: tuple) -> dict:
-        losses = self.components.model.losses
         outputs = _as_outputs(self.model(inputs))
-        return _blobs(outputs, labels, [fn(output, label) for fn, output, label in zip(losses, outputs, labels)])
+        return _blobs(outputs, labels, [fn(output, label) for fn, output, label in zip(self.losses, outputs, labels)])
 
     def to_device(self, batch: Any, dataset: Any) -> tuple[Any, tuple]:
         inputs, *labels = batch
@@ -122,22 +118,34 @@ class Estimator:
         `seed` (exact resume); a DataLoader, used as it is; or a tuple (inputs, labels, ...) of tensors.
         checkpoint_folder: the run folder (empty: a new one under $PLAYGROUND_RUNS or ./runs); one holding an
         unfinished run resumes it. seed: seeds torch, numpy and random when training starts (as `playground run`
-        does) and orders the data. opts: extra opts by dotted key, e.g. {"output.checkpoint_every_iters": 50}.
+        does) and orders the data. opts: loop settings by their opts key (FIT_OPTS), e.g.
+        {"output.checkpoint_every_iters": 50}.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise EstimatorError(f"Estimator.fit: epochs must be a positive integer, got {epochs!r}")
         train, val = _dataset(train_data, "train_data"), _dataset(val_data, "val_data")
         batch_size = train.batch_size if isinstance(train, DataLoader) and train.batch_size else batch_size
+        settings = fit_settings(opts or {})
         self.net.to(self.device)
         self.check(train, batch_size, "train_data")
         if val is not None:
             self.check(val, batch_size, "val_data")
-        run_opts = self._opts(train, val, epochs, batch_size, seed, checkpoint_folder, opts or {})
+        iterations = len(train) if isinstance(train, DataLoader) else len(train) // batch_size
+        if iterations < 1:
+            raise EstimatorError(f"Estimator.fit: train_data has {len(train)} samples, fewer than one batch of "
+                                 f"{batch_size}; lower batch_size")
         for handler, state in zip(self.handlers, self._fresh_handler_states):
             handler.load_state_dict(copy.deepcopy(state))
-        components = self._components(run_opts, train, val, self.handlers, self.lr_scheduler)
-        with lab.run_folder(run_opts) as self.folder:  # the same record, folder and log file as `playground run`
-            self.results = runner.run(run_opts, components, self.folder, device=self.device)
+        record = self.describe(epochs, batch_size, seed, checkpoint_folder, settings)
+        with lab.run_folder(record) as self.folder:  # the same record, folder and log file as `playground run`
+            info = self._run_info(self.folder, epochs, iterations, batch_size, seed, val,
+                                  {**settings, "opts": record})
+            runner.seed_everything(seed)
+            exp = self._experiment(info, train, val, default_handlers(settings.pop("progress_bar", self.progress_bar),
+                                                                      [({}, h) for h in self.handlers]))
+            distributed.restore(exp, runner.restore)
+            with runner.stop_on_signals(exp):
+                self.results = exp.run()
         self.history = self.results["metrics"]
         return self.results
 
@@ -146,11 +154,8 @@ class Estimator:
         dataset = _dataset(data_, "data")
         self.net.to(self.device)
         self.check(dataset, batch_size, "data")
-        run_opts = self._opts(None, dataset, 1, batch_size, 0, "", {})
-        components = self._components(run_opts, None, dataset, [], None, default_handlers_too=False)
-        info = runner.RunInfo(self.device, "", batch_size, 1)
-        exp = EstimatorExperiment(run_opts, components, info)
-        exp.build()
+        info = self._run_info("", 1, 1, batch_size, 0, dataset, {})
+        exp = self._experiment(info, None, dataset, [])
         was_training = self.net.training
         try:
             exp.run_test()
@@ -254,42 +259,35 @@ class Estimator:
 
     # ------------------------------------------------------------------ opts and components for the loop
 
-    def _opts(self, train: Any, val: Any, epochs: int, batch_size: int, seed: int, folder: str,
-              extra: dict[str, Any]) -> dict:
-        iterations = (len(train) if isinstance(train, DataLoader) else len(train) // batch_size) if train else 1
-        if train is not None and iterations < 1:
-            raise EstimatorError(f"Estimator.fit: train_data has {len(train)} samples, fewer than one batch of "
-                                 f"{batch_size}; lower batch_size")
-        cuda = self.device.type == "cuda"
-        metrics = [{"name": f"{kind}_{name}", "meter_py": type(meter).__name__, "is_train": kind == "train"}
+    def describe(self, epochs: int, batch_size: int, seed: int, folder: str, settings: dict) -> dict:
+        """What the lab book records as this fit's opts: its arguments and the classes it was given."""
+        names = lambda items: [getattr(i, "__name__", type(i).__name__) for i in items]  # noqa: E731
+        return {"estimator": {"network": type(self.net).__name__, "losses": names(self.losses),
+                              "optimizer": type(self.optimizer).__name__, "metrics": [n for n, _ in self._all_meters()],
+                              "handlers": names(self.handlers), "epochs": epochs, "batch_size": batch_size,
+                              "seed": seed, "device": str(self.device), **settings},
+                "output": {"checkpoint_folder": folder, "runs_root": settings.get("runs_root", "")}}
+
+    def _run_info(self, folder: str, epochs: int, iterations: int, batch_size: int, seed: int, val: Any,
+                  settings: dict) -> RunInfo:
+        loss_plot = [f"{kind}_loss" for kind in ("train", "test") if kind == "train" or val is not None]
+        fields = {k: v for k, v in settings.items() if k in RunInfo.__dataclass_fields__}
+        return RunInfo(device=self.device, folder=folder, num_epochs=epochs, epoch_iterations=iterations,
+                       batch_per_device=batch_size, total_batch_size=batch_size, seed=seed,
+                       num_test_sample=len(val) if isinstance(val, Dataset) else 0,
+                       plots=({"x": "", "x_title": "iterations", "ys": loss_plot, "y_title": "loss"},), **fields)
+
+    def _experiment(self, info: RunInfo, train: Any, val: Any, handlers: list) -> EstimatorExperiment:
+        """The loop over the user's own objects: no opts, no components."""
+        metrics = [Metric(f"{kind}_{name}", copy.deepcopy(meter), kind == "train")
                    for kind in ("train", "test") for name, meter in self._all_meters()
                    if kind == "train" or val is not None]
-        opts = {
-            "input": {"input_name_py": "estimator"},
-            "model": {"model_name_py": "estimator", "forward_pass_py": "estimator",
-                      "parameter_update_py": "estimator", "rendezvous_py": "rendezvous_filestore"},
-            "model_param": {"seed": seed, "memonger": False},
-            "epoch_iter": {"num_train_sample_per_epoch": iterations * batch_size,
-                           "num_test_sample": len(val) if isinstance(val, Dataset) else 0, "num_epochs": epochs,
-                           "num_epochs_per_flow_schedule": epochs, "num_train_iteration_per_test": 0,
-                           "batch_per_device": batch_size, "num_test_iter": 0},
-            "distributed": {"num_shards": 1, "num_gpus": int(cuda), "first_gpu_id": self.device.index or 0,
-                            "num_cpus": 1, "first_cpu_id": 0},
-            "output": {"gen_output_py": "output_generator", "checkpoint_folder": folder, "metrics": metrics,
-                       "handlers": [{"handler_py": type(h).__name__} for h in self.handlers],
-                       "progress_bar": self.progress_bar,
-                       "plots": [{"x": "", "x_title": "iterations", "ys": [m["name"] for m in metrics
-                                                                          if m["name"].endswith("_loss")],
-                                  "y_title": "loss"}]},
-        }
-        nullable = {key: opt.default for key, opt in opts_lib.FRAMEWORK_OPTS.items() if opt.rule == opts_lib.NULLABLE}
-        for key, value in {**nullable, **extra}.items():  # Caffe2's mandatory-but-empty keys, then the user's
-            opts_lib.set_dotted(opts, key, value, f"Estimator opts {key}")
-        problems = opts_lib.validate(opts)
-        resolved = opts_lib.with_defaults(opts)
-        if problems := problems or runner.combination_problems(resolved):
-            raise OptsError([f"Estimator: {p}" for p in problems])
-        return resolved
+        parts = Parts(network=self.net, optimizer=self.optimizer, train_data=train, test_data=val,
+                      lr_scheduler=self.lr_scheduler(self.optimizer) if self.lr_scheduler and train else None,
+                      metrics=metrics, handlers=[h() if isinstance(h, type) else h for _, h in handlers])
+        exp = EstimatorExperiment(parts, info)
+        exp.losses = self.losses
+        return exp
 
     def _all_meters(self) -> list[tuple[str, Any]]:
         meters = [("loss", ComputeLoss("loss"))]
@@ -297,26 +295,24 @@ class Estimator:
             meters += [(f"loss{i}", ComputeLoss(f"loss{i}")) for i in range(len(self.losses))]
         return meters + _metric_meters(self.metrics, len(self.losses))
 
-    def _components(self, opts: dict, train: Any, val: Any, handlers: list, lr_scheduler: Callable | None,
-                    default_handlers_too: bool = True) -> runner.Components:
-        maps = registry.module_maps([])
-        meters = {f"{kind}_{name}": meter for kind in ("train", "test") for name, meter in self._all_meters()}
-        update = SimpleNamespace(__name__="estimator optimizer", build_optimizer=lambda exp, net: self.optimizer)
-        if lr_scheduler is not None:
-            update.build_lr_scheduler = lambda exp, optimizer: lr_scheduler(optimizer)
-        entries = [({"handler_py": type(h).__name__, "kargs": {}}, _same(h)) for h in handlers]
-        return runner.Components(
-            input=SimpleNamespace(__name__="estimator data", get_dataset=lambda exp, split: train if split == "train"
-                                  else val),
-            model=SimpleNamespace(__name__="estimator model", Experiment=EstimatorExperiment, losses=self.losses),
-            forward_pass=SimpleNamespace(__name__="estimator network", build_network=lambda exp: self.net),
-            parameter_update=update,
-            rendezvous=registry.resolve("model.rendezvous_py", "rendezvous_filestore", maps), override=None,
-            output=registry.resolve("output.gen_output_py", "output_generator", maps),
-            checkpoint_path=registry.resolve("output.gen_checkpoint_path_py", "gen_checkpoint_path", maps),
-            meters=[(m, _copies(meters[m["name"]])) for m in opts["output"]["metrics"]],
-            handlers=default_handlers(opts, entries) if default_handlers_too else entries,
-            names={"model.model_name_py": "estimator"})
+
+FIT_OPTS = {  # opts key -> RunInfo field (or the lab's), the loop settings Estimator.fit takes by opts key
+    "output.record_every_iters": "record_every", "output.checkpoint_every_iters": "checkpoint_every",
+    "output.keep_checkpoints": "keep_checkpoints", "output.tensorboard": "tensorboard",
+    "output.progress_bar": "progress_bar", "output.runs_root": "runs_root", "input.decode_threads": "workers",
+    "model_param.mixed_precision": "mixed_precision", "model_param.channels_last": "channels_last",
+    "model_param.compile": "compile",
+}
+
+
+def fit_settings(given: dict[str, Any]) -> dict[str, Any]:
+    """Estimator.fit's `opts`, checked against the same declarations as the opts' keys, as RunInfo fields."""
+    if unknown := sorted(set(given) - set(FIT_OPTS)):
+        raise EstimatorError(f"Estimator.fit: opts {', '.join(unknown)} are not loop settings; it takes "
+                             f"{', '.join(FIT_OPTS)}")
+    if problems := opts_lib.value_problems(given):
+        raise OptsError([f"Estimator: {p}" for p in problems])
+    return {FIT_OPTS[key]: value for key, value in given.items()}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -371,16 +367,6 @@ def _blobs(outputs: tuple, labels: Sequence, losses: list) -> dict:
         for i, (output, label, value) in enumerate(zip(outputs, labels, losses)):
             blobs.update({f"output{i}": output, f"label{i}": label, f"loss{i}": value})
     return blobs
-
-
-def _copies(template: Any) -> Callable[..., Any]:
-    """A factory the loop builds meters with (`cls(**meter_kargs)`): a fresh copy of the user's meter."""
-    return lambda **kargs: copy.deepcopy(template)
-
-
-def _same(handler: EventHandler) -> Callable[..., EventHandler]:
-    """A factory returning the user's own handler, so its state is visible to them after fit."""
-    return lambda **kargs: handler
 
 
 def _dataset(value: Any, what: str) -> Any:

@@ -39,25 +39,13 @@ import torch
 import torch.distributed as dist
 
 from playground import distributed, runner, workers
-from playground.errors import PlaygroundError, UsageError
+from playground.errors import LostPeer, OptsMismatch, PlaygroundError, RankError, RendezvousError, UsageError
 
 log = logging.getLogger(__name__)
 
 # Opts that may differ between hosts: device numbering and local paths. Everything else must match.
 HOST_LOCAL_OPTS = ("distributed.first_gpu_id", "distributed.first_cpu_id", "distributed.rendezvous_path",
                    "input.decode_threads", "output.checkpoint_folder", "output.runs_root")
-
-
-class RendezvousError(PlaygroundError):
-    """The processes of a run could not meet: someone is missing, unreachable, or started with other opts."""
-
-
-class OptsMismatch(RendezvousError, UsageError):
-    """Processes of one run were started with different opts (exit 2, like any other opts problem)."""
-
-
-class LostPeer(PlaygroundError):
-    """A collective failed: another rank died or hung. Its own error says why; re-running resumes."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +181,7 @@ def _await_folder(room: dist.Store, opts: dict) -> str:
         raise RendezvousError(f"rank 0 did not open the run folder within distributed.rendezvous_timeout_s "
                               f"({opts['distributed']['rendezvous_timeout_s']} s): {e}") from None
     if "error" in answer:
-        raise distributed.RankError(f"rank 0 could not open the run folder: {answer['error']}", answer["exit_code"])
+        raise RankError(f"rank 0 could not open the run folder: {answer['error']}", answer["exit_code"])
     return answer["folder"]
 
 
@@ -253,7 +241,7 @@ def _meeting_point(opts: dict, components: Any, place: Place) -> tuple[dist.Stor
         where = {"rendezvous_filestore": f"rendezvous_filestore in {d['rendezvous_path']}",
                  "rendezvous_tcp": f"rendezvous_tcp at {d['master_addr']}:{d['master_port']}"}.get(name, name)
         exp = SimpleNamespace(opts=opts, rank=place.rank, world_size=place.world_size, shard_id=place.shard_id)
-        return components.rendezvous.rendezvous(exp, place.rank, place.world_size), where
+        return components.modules["rendezvous"].rendezvous(exp, place.rank, place.world_size), where
     except PlaygroundError:
         raise
     except (RuntimeError, OSError, KeyError) as e:
@@ -307,7 +295,7 @@ def meet(store: dist.Store, opts: dict, place: Place, where: str) -> tuple[dist.
 
 def comparable_opts(opts: dict) -> dict[str, Any]:
     """The opts as dotted keys, without those that may differ between hosts (HOST_LOCAL_OPTS)."""
-    from playground.lab.repository import flatten
+    from playground.opts import flatten
 
     return {k: v for k, v in flatten(opts).items() if k not in HOST_LOCAL_OPTS}
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from playground.errors import UsageError
+from playground.slots import OPTIMIZER_KEY, SLOTS
 
 REQUIRED = "required"  # present and non-empty
 NULLABLE = "nullable"  # present, may be null or empty (the seed's "mandatory nullable")
@@ -61,27 +62,16 @@ PLOT = Opt(_DICT, fields={"x": Opt(_STR, "", choices=("", "epochs", "iterations"
                           "ys": Opt(_LIST, None, REQUIRED, "Metric names.", items=Opt(_STR)),
                           "y_title": Opt(_STR), "title": Opt(_STR)})
 HANDLER = Opt(_DICT, fields={"handler_py": Opt(_STR, None, REQUIRED, "Handler class."),
-                             "kargs": Opt(_DICT, {}, doc="Keyword arguments of the handler class.")})
+                             "kargs": Opt(_DICT, {}, doc="Keyword arguments of the handler class."),
+                             "trigger": Opt(_LIST, doc='[N, "epoch"] or [N, "iteration"] (the handler checks it).')})
 
 FRAMEWORK_OPTS: dict[str, Opt] = {
     # input
-    "input.input_name_py": Opt(_STR, None, REQUIRED, "Input component: serves the train and test datasets.",
-                               '"synthetic_input"'),
     "input.datasets": Opt(_LIST, [], NULLABLE, _DEPRECATED + "Caffe2's list of extra dataset handles."),
     "input.decode_threads": Opt(_INT, 0, OPTIONAL, "DataLoader worker processes (0 = load in the training process)."),
     # model
-    "model.model_name_py": Opt(_STR, None, REQUIRED, "Model component: a module defining `Experiment`, the AnyExp "
-                               "subclass that computes the loss and outputs of a batch.", '"classification_model"'),
-    "model.forward_pass_py": Opt(_STR, None, REQUIRED, "Forward-pass component: builds the network.", '"mlp_forward"'),
-    "model.parameter_update_py": Opt(_STR, "", OPTIONAL, "Parameter-update component: builds the optimizer and LR "
-                                     "schedule. This or `optimizer_py` must be set.", '"sgd_param_update"'),
     "model.optimizer_py": Opt(_STR, "", OPTIONAL, "Optimizer component: the same protocol as `parameter_update_py`; "
                               "used when that one is empty."),
-    "model.rendezvous_py": Opt(_STR, None, REQUIRED, "Rendezvous component: how the hosts of a multi-host run "
-                               "meet (num_shards > 1; one host's processes meet without it).",
-                               '"rendezvous_filestore"'),
-    "model.additional_override_py": Opt(_STR, "", OPTIONAL, "Override component: its functions replace methods of "
-                                        "the experiment class."),
     "model.module_maps": Opt(_LIST, [], OPTIONAL, "Extra modules defining MODULE_MAP, searched before module_map.py."),
     # model_param
     "model_param.seed": Opt(_INT, 0, OPTIONAL, "Seed of every random draw: initialisation, data order, augmentation.",
@@ -128,14 +118,13 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                                             "for any collective (at most a week).", exclusive_minimum=0,
                                             maximum=7 * 24 * 3600),
     # output
-    "output.gen_output_py": Opt(_STR, None, REQUIRED, "Output component: assembles results.json.",
-                                '"output_generator"'),
-    "output.gen_checkpoint_path_py": Opt(_STR, "gen_checkpoint_path", OPTIONAL, "Checkpoint-path component: names "
-                                         "checkpoint files."),
     "output.checkpoint_folder": Opt(_STR, "", OPTIONAL, "Folder of checkpoints, results, plots and log; re-running "
                                     "on it resumes. Empty: a new folder under the runs root."),
     "output.runs_root": Opt(_STR, "", OPTIONAL, "Where runs without a checkpoint_folder go (default: "
                             "$PLAYGROUND_RUNS or ./runs); a folder or a URL such as s3://bucket/prefix."),
+    "output.mirror_deadline_s": Opt(_NUM, 120, OPTIONAL, "With a URL runs root: seconds the last upload may take "
+                                    "after training; then the run fails naming the files left to `playground runs "
+                                    "push TAG`."),
     "output.tensorboard": Opt(_BOOL, False, OPTIONAL, "Also write TensorBoard event files into the run folder "
                               "(needs the tensorboard package)."),
     "output.metrics": Opt(_LIST, [], OPTIONAL, "Metrics: {name, meter_py, meter_kargs, is_train}.", items=METRIC),
@@ -146,9 +135,18 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                                "a tqdm bar when stderr is a terminal, periodic log lines otherwise (rank 0)."),
     "output.record_every_iters": Opt(_INT, 10, OPTIONAL, "Training iterations between records of train metrics and "
                                      "throughput.", minimum=1),
+    "output.keep_checkpoints": Opt(_INT, 2, OPTIONAL, "Regular checkpoints kept: the newest N (0: all); an older one "
+                                   "is deleted once the newest verifies. The final and the best are always kept."),
     "output.checkpoint_every_iters": Opt(_INT, 0, OPTIONAL, "Also checkpoint every N iterations, for exact "
                                          "mid-epoch resume (0: only at epoch ends)."),
 }
+
+# The `*_py` keys of the module slots, declared from the slot table (playground/slots.py).
+FRAMEWORK_OPTS.update({slot.key: Opt(_STR, slot.default or (None if slot.required else ""),
+                                     REQUIRED if slot.required else OPTIONAL, slot.doc, slot.example)
+                       for slot in SLOTS.values() if "[]" not in slot.key})
+FRAMEWORK_OPTS[OPTIMIZER_KEY] = Opt(_STR, "", OPTIONAL, "Optimizer component: the same slot as `parameter_update_py`; "
+                                    "used when that one is empty.")
 
 ALWAYS_RECORDED = ("secs_per_train", "samples_per_sec")
 SECTIONS = sorted({key.split(".")[0] for key in FRAMEWORK_OPTS})
@@ -246,6 +244,17 @@ def get(opts: dict, dotted: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaf values, to compare two opts trees key by key (runs diff, a resumed attempt, the hosts
+    of one run): {"a": {"b": [{"c": 1}], "d": [1, 2]}} -> {"a.b[0].c": 1, "a.d": [1, 2]}. Lists of plain values
+    and empty containers are leaves."""
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and any(isinstance(item, (dict, list)) for item in tree):
+        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix.rstrip('.')}[{i}].").items()}
+    return {prefix.rstrip("."): tree}
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -388,6 +397,15 @@ def validate(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> list[str]
 
 
 _MISSING = object()
+
+
+def value_problems(values: dict[str, Any]) -> list[str]:
+    """Problems of framework opts given by dotted key alone (the Estimator's settings), as `validate` finds them."""
+    declared = {key: FRAMEWORK_OPTS[key] for key in values}
+    tree: dict = {}
+    for key, value in values.items():
+        set_dotted(tree, key, value, key)
+    return [p for p in validate(tree, declared) if p.split(":")[0].split("[")[0] in declared]
 
 
 def _plain(node: Any, depth: int = 0) -> Any:

@@ -1,7 +1,9 @@
-"""Resolve a `*_py` name to the module or class that serves it, and check it fits its role.
+"""Resolve a `*_py` name to the module or class that serves its slot, and check it follows the slot's Protocol.
 
-A name is looked up in the extra maps listed in `model.module_maps`, then in the top-level `module_map.py`;
-a name that is in no map is imported as a module path (`pkg.module`, or `pkg.module.Attribute` for classes).
+The catalogue is the built-in module_map.py (loaded from its file beside the playground package, so a
+`module_map.py` in the working folder cannot hide it), plus a user's own `module_map.py` found on sys.path, plus
+the maps listed in `model.module_maps`. Each is keyed by slot. Maps add names; a name defined in two maps is an
+error naming both. A name in no map is imported as a module path (`pkg.module`, or `pkg.module.Attribute`).
 """
 from __future__ import annotations
 
@@ -9,25 +11,70 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import os
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from playground.components import role_for
 from playground.errors import ComponentError
+from playground.slots import SLOTS, slot_of_key
+
+BUILTIN_MAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_map.py")
 
 
-def module_maps(extra: list[str]) -> dict[str, str]:
-    """Name -> import path, from the extra maps (earlier wins) over the top-level module_map.py."""
-    merged: dict[str, str] = {}
-    for source in ["module_map", *extra][::-1]:
+@dataclass(frozen=True)
+class Entry:
+    path: str     # import path
+    source: str   # the map that defines the name
+
+
+Catalogue = dict[str, dict[str, Entry]]  # slot -> name -> entry
+
+
+def _load_file(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("playground_builtin_module_map", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _user_map_file() -> str | None:
+    """A module_map.py on sys.path (the working folder's, typically) that is not the built-in one."""
+    spec = importlib.util.find_spec("module_map")
+    origin = getattr(spec, "origin", None)
+    if origin and os.path.abspath(origin) != BUILTIN_MAP:
+        return origin
+    return None
+
+
+def catalogue(extra: list[str] = ()) -> Catalogue:
+    """Every name by slot: the built-in map, a user's module_map.py, then each module in `extra`."""
+    sources: list[tuple[str, Any]] = [(BUILTIN_MAP, _load_file(BUILTIN_MAP))]
+    if user_file := _user_map_file():
+        sources.append((user_file, importlib.import_module("module_map")))
+    for name in extra:
         try:
-            module = importlib.import_module(source)
+            sources.append((name, importlib.import_module(name)))
         except ImportError as e:
-            raise ComponentError(f"model.module_maps: cannot import {source!r} ({e}); give an importable "
-                                 "module that defines MODULE_MAP") from None
-        if not isinstance(getattr(module, "MODULE_MAP", None), dict):
-            raise ComponentError(f"model.module_maps: {source!r} defines no MODULE_MAP dict of name -> module path")
-        merged.update(module.MODULE_MAP)
+            raise ComponentError(f"model.module_maps: cannot import {name!r} ({e}); give an importable module "
+                                 "that defines MODULE_MAP") from None
+    merged: Catalogue = {slot: {} for slot in SLOTS}
+    for source, module in sources:
+        table = getattr(module, "MODULE_MAP", None)
+        if not isinstance(table, dict):
+            raise ComponentError(f"{source}: defines no MODULE_MAP dict of slot -> {{name: import path}}")
+        for slot, names in table.items():
+            if slot not in SLOTS or not isinstance(names, dict):
+                raise ComponentError(f"{source}: MODULE_MAP[{slot!r}] is not a slot's table; MODULE_MAP is keyed "
+                                     f"by slot ({', '.join(SLOTS)}), e.g. {{\"forward_pass\": {{\"my_net\": "
+                                     f"\"my_package.my_net\"}}}}")
+            for name, path in names.items():
+                if not isinstance(path, str) or not path:
+                    raise ComponentError(f"{source}: MODULE_MAP[{slot!r}][{name!r}] must be an import path string")
+                if (first := merged[slot].get(name)) is not None:
+                    raise ComponentError(f"{slot} {name!r} is defined twice: in {first.source} and in {source}; "
+                                         "rename one of them (a map adds names, it never replaces one)")
+                merged[slot][name] = Entry(path, source)
     return merged
 
 
@@ -45,33 +92,34 @@ def import_path(path: str) -> Any:
     return getattr(module, attr)
 
 
-def resolve(key: str, name: str, maps: dict[str, str]) -> Any:
-    """The object serving opts key `key` (e.g. 'model.forward_pass_py') under `name`, checked against its role."""
-    path = maps.get(name, name)
-    if name not in maps and importlib.util.find_spec(name.split(".")[0]) is None:
-        close = difflib.get_close_matches(name, maps, n=3, cutoff=0.6)
+def resolve(key: str, name: str, names: Catalogue) -> Any:
+    """The object serving opts key `key` (e.g. 'model.forward_pass_py') under `name`, checked against its slot."""
+    slot = slot_of_key(key)
+    known = names[slot]
+    path = known[name].path if name in known else name
+    if name not in known and importlib.util.find_spec(name.split(".")[0]) is None:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise ComponentError(f"{key} = {name!r} is not in module_map.py. {hint}Add it to MODULE_MAP, list a map "
-                             f"in model.module_maps, or give a dotted module path. Known: {', '.join(sorted(maps))}")
+        raise ComponentError(f"{key} = {name!r} is not in module_map.py. {hint}Known {SLOTS[slot].title} names: "
+                             f"{', '.join(sorted(known)) or 'none'}. Add it to MODULE_MAP[{slot!r}], list a map in "
+                             "model.module_maps, or give a dotted module path")
     try:
         obj = import_path(path)
     except ImportError as e:
         raise ComponentError(f"{key} = {name!r}: cannot import {path!r} ({e})") from None
-    check_role(key, name, obj)
+    check_slot(key, name, obj)
     return obj
 
 
-def check_role(key: str, name: str, obj: Any) -> None:
-    """Fail, naming what is missing, when `obj` lacks what the role of `key` needs."""
-    role = role_for(key)
-    if role.is_class and not inspect.isclass(obj):
-        raise ComponentError(f"{key} = {name!r} is not a class; a {role.title} is {role.contract}")
-    if not role.is_class and not isinstance(obj, ModuleType):
-        raise ComponentError(f"{key} = {name!r} is not a module; a {role.title} module defines {role.contract}")
-    if role.base is not None and not issubclass(obj, role.base):
+def check_slot(key: str, name: str, obj: Any) -> None:
+    """Fail, naming what is missing, when `obj` does not follow the Protocol of the slot of `key`."""
+    slot = SLOTS[slot_of_key(key)]
+    kind = "class" if slot.is_class else "module"
+    if slot.is_class != inspect.isclass(obj) or (not slot.is_class and not isinstance(obj, ModuleType)):
+        raise ComponentError(f"{key} = {name!r} is not a {kind}; a {slot.title} {kind}: {slot.contract}")
+    if slot.base is not None and not issubclass(obj, slot.base):
         raise ComponentError(f"{key} = {name!r} ({obj.__name__}) is not a subclass of "
-                             f"{role.base.__module__}.{role.base.__name__}, which every {role.title} must be")
-    missing = [attr for attr in role.needs if not callable(getattr(obj, attr, None))]
-    if missing:
+                             f"{slot.base.__module__}.{slot.base.__name__}, which every {slot.title} must be")
+    if missing := [attr for attr in slot.needs if not hasattr(obj, attr)]:
         raise ComponentError(f"{key} = {name!r} ({getattr(obj, '__name__', obj)}) lacks {', '.join(missing)}; a "
-                             f"{role.title} defines {role.contract}")
+                             f"{slot.title} {kind} defines {', '.join(slot.needs)}: {slot.contract}")

@@ -1,6 +1,7 @@
-"""From checked opts to a running experiment: resolve components, derive run facts, restore, run.
+"""From opts to a running experiment: the one place that translates opts into the loop's facts and parts.
 
-Everything that can be wrong with the opts is found in `prepare`, before anything is built or written.
+    opts, components = prepare(raw)      # every problem found here, before anything is built or written
+    run(opts, components, folder)        # RunInfo and Parts from the opts, restore, run
 """
 from __future__ import annotations
 
@@ -23,50 +24,30 @@ from playground import checkpoint, distributed, opts as opts_lib, registry
 from playground.anyexp import AnyExp
 from playground.errors import ComponentError, OptsError, PlaygroundError, UsageError
 from playground.handlers import default_handlers
+from playground.parts import Metric, Parts, RunInfo
+from playground.slots import MODULE_SLOTS, OPTIMIZER_KEY, SLOTS
+from playground.state import StopRequest
 
 log = logging.getLogger(__name__)
-
-MODULE_ROLES = {  # attribute of Components -> opts key naming it
-    "input": "input.input_name_py", "model": "model.model_name_py", "forward_pass": "model.forward_pass_py",
-    "parameter_update": "model.parameter_update_py", "rendezvous": "model.rendezvous_py",
-    "override": "model.additional_override_py", "output": "output.gen_output_py",
-    "checkpoint_path": "output.gen_checkpoint_path_py",
-}
 
 
 @dataclass
 class Components:
-    """The resolved object behind every `*_py` opt, and the names they were resolved from."""
+    """The resolved object behind every `*_py` opt: a module per slot, the meter and handler classes with their
+    opts entries, and the names they were resolved from (opts key -> name)."""
 
-    input: ModuleType
-    model: ModuleType
-    forward_pass: ModuleType
-    parameter_update: ModuleType
-    rendezvous: ModuleType
-    override: ModuleType | None
-    output: ModuleType
-    checkpoint_path: ModuleType
+    modules: dict[str, ModuleType]
     meters: list[tuple[dict, type]] = field(default_factory=list)
     handlers: list[tuple[dict, type]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """Facts derived from the opts and the launch; never written back into the opts."""
-
-    device: torch.device
-    folder: str
-    total_batch_size: int
-    epoch_iterations: int
-    rank: int = 0
-    world_size: int = 1
-
-
-class AlreadyComplete(PlaygroundError):
-    """The folder holds a finished run: nothing to do."""
-
-    exit_code = 0
+def slot_keys(opts: dict) -> dict[str, str]:
+    """Opts key naming each module slot (parameter_update falls back to the seed's optimizer_py)."""
+    keys = {slot: SLOTS[slot].key for slot in MODULE_SLOTS}
+    if not opts_lib.get(opts, keys["parameter_update"]):
+        keys["parameter_update"] = OPTIMIZER_KEY
+    return keys
 
 
 def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], list[str]]:
@@ -77,7 +58,7 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
     if not isinstance(extra_maps, list) or not all(isinstance(m, str) and m for m in extra_maps):
         return None, {}, [f"model.module_maps: expected a list of module names, got {json.dumps(extra_maps)}"]
     try:
-        maps = registry.module_maps(extra_maps)
+        names = registry.catalogue(extra_maps)
     except ComponentError as e:
         return None, {}, [str(e)]
 
@@ -85,39 +66,49 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
         if not isinstance(name, str) or not name:
             return None  # validate() reports it
         try:
-            return registry.resolve(key, name, maps)
+            return registry.resolve(key, name, names)
         except ComponentError as e:
             problems.append(str(e))
 
-    keys = dict(MODULE_ROLES)
-    if not opts_lib.get(opts, keys["parameter_update"]):
-        keys["parameter_update"] = "model.optimizer_py"  # the seed's other name for the same role
-    names = {role: opts_lib.get(opts, key) for role, key in keys.items()}
-    found = {role: attempt(keys[role], name) for role, name in names.items()}
+    keys = slot_keys(opts)
+    given = {slot: opts_lib.get(opts, key) for slot, key in keys.items()}
+    found = {slot: attempt(keys[slot], name) for slot, name in given.items()}
     model = found["model"]
     if model is not None and not (isinstance(model.Experiment, type) and issubclass(model.Experiment, AnyExp)):
-        problems.append(f"model.model_name_py = {names['model']!r}: its Experiment must be a subclass of "
-                        "playground.AnyExp")
-    entries = {"metrics": "meter_py", "handlers": "handler_py"}
-    classes = {kind: [(entry, attempt(f"output.{kind}[{i}].{field}", entry.get(field)))
+        problems.append(f"{keys['model']} = {given['model']!r}: its Experiment must be a subclass of playground.AnyExp")
+    classes = {kind: [(entry, attempt(f"output.{kind}[{i}].{slot}_py", entry.get(f"{slot}_py")))
                       for i, entry in enumerate(opts_lib.get(opts, f"output.{kind}") or []) if isinstance(entry, dict)]
-               for kind, field in entries.items()}
+               for kind, slot in (("metrics", "meter"), ("handlers", "handler"))}
     for kind, kargs_key in (("metrics", "meter_kargs"), ("handlers", "kargs")):
         for i, (entry, cls) in enumerate(classes[kind]):
-            if cls is not None and isinstance(entry.get(kargs_key), dict):
-                try:
-                    inspect.signature(cls).bind(**entry[kargs_key])
-                except TypeError as e:
-                    problems.append(f"output.{kind}[{i}].{kargs_key}: {e} for {cls.__name__}; see its docstring")
-                    continue
-                try:  # constructors check their kargs' values; a bad one is an opts problem, found now
-                    cls(**entry[kargs_key])
-                except (ValueError, TypeError, PlaygroundError) as e:
-                    problems.append(f"output.{kind}[{i}].{kargs_key}: {e}")
-    if problems or any(found[role] is None for role in MODULE_ROLES if role != "override"):
+            if cls is not None and isinstance(entry.get(kargs_key, {}), dict):
+                problems += _construction_problems(f"output.{kind}[{i}]", kargs_key, cls, entry)
+    if problems or any(found[slot] is None for slot in MODULE_SLOTS if SLOTS[slot].required):
         return None, found, problems
-    return Components(**found, meters=classes["metrics"], handlers=default_handlers(opts, classes["handlers"]),
-                      names={MODULE_ROLES[r]: n for r, n in names.items() if n}), found, []
+    return Components({s: m for s, m in found.items() if m is not None}, classes["metrics"], classes["handlers"],
+                      {keys[s]: n for s, n in given.items() if n}), found, []
+
+
+def _construction_problems(where: str, kargs_key: str, cls: type, entry: dict) -> list[str]:
+    """Build the class once with its kargs: constructors check their values, so a bad one is found now."""
+    kargs = entry.get(kargs_key) or {}
+    try:
+        inspect.signature(cls).bind(**kargs)
+    except TypeError as e:
+        return [f"{where}.{kargs_key}: {e} for {cls.__name__}; see its docstring"]
+    try:
+        build_entry(cls, entry, kargs_key)
+    except (ValueError, TypeError, PlaygroundError) as e:
+        return [f"{where}.{kargs_key}: {e}"]
+    return []
+
+
+def build_entry(cls: type, entry: dict, kargs_key: str) -> Any:
+    """An instance of a metric's meter or of a handler from its opts entry (a handler's trigger included)."""
+    kargs = dict(entry.get(kargs_key) or {})
+    if entry.get("trigger") is not None:
+        kargs["trigger"] = entry["trigger"]
+    return cls(**kargs)
 
 
 def declared_opts(modules: dict[str, Any]) -> dict[str, opts_lib.Opt]:
@@ -138,6 +129,7 @@ def prepare(raw: dict) -> tuple[dict, Components]:
     opts = opts_lib.with_defaults(raw, declared)
     if problems := combination_problems(opts):
         raise OptsError(problems)
+    components.handlers = default_handlers(opts["output"]["progress_bar"], components.handlers)
     return opts, components
 
 
@@ -160,8 +152,6 @@ def combination_problems(opts: dict) -> list[str]:
     elif epoch_iter["num_train_sample_per_epoch"] < total_batch_size(opts):
         problems.append(f"epoch_iter.num_train_sample_per_epoch: {epoch_iter['num_train_sample_per_epoch']} is "
                         f"less than one global batch ({total_batch_size(opts)}); raise it or lower batch_per_device")
-    if opts["output"]["record_every_iters"] < 1:
-        problems.append('output.record_every_iters: must be at least 1, e.g. "record_every_iters": 10')
     return problems
 
 
@@ -174,14 +164,48 @@ def total_batch_size(opts: dict) -> int:
     return opts["epoch_iter"]["batch_per_device"] * num_xpus(opts) * opts["distributed"]["num_shards"]
 
 
-def epoch_iterations(opts: dict) -> int:
-    return opts["epoch_iter"]["num_train_sample_per_epoch"] // total_batch_size(opts)
+def run_info(opts: dict, folder: str, rank: int = 0, world_size: int = 1,
+             device: torch.device | None = None) -> RunInfo:
+    """The loop's facts, read from the opts once."""
+    dist_opts, epoch_iter, out, param = opts["distributed"], opts["epoch_iter"], opts["output"], opts["model_param"]
+    if device is None:
+        device = torch.device(f"cuda:{dist_opts['first_gpu_id']}" if dist_opts["num_gpus"] else "cpu")
+    batch = total_batch_size(opts)
+    return RunInfo(
+        device=device, folder=folder, num_epochs=epoch_iter["num_epochs"],
+        epoch_iterations=epoch_iter["num_train_sample_per_epoch"] // batch,
+        batch_per_device=epoch_iter["batch_per_device"], total_batch_size=batch, seed=param["seed"], rank=rank,
+        world_size=world_size, iterations_per_test=epoch_iter["num_train_iteration_per_test"],
+        num_test_sample=epoch_iter["num_test_sample"], num_test_iter=epoch_iter["num_test_iter"],
+        record_every=out["record_every_iters"], checkpoint_every=out["checkpoint_every_iters"],
+        keep_checkpoints=out["keep_checkpoints"], workers=opts["input"]["decode_threads"],
+        channels_last=param["channels_last"], mixed_precision=param["mixed_precision"], compile=param["compile"],
+        sync_batchnorm=bool(param["combine_spatial_bn"]), tensorboard=out["tensorboard"],
+        plots=tuple(out["plots"]), pretrained=param["pretrained_model"] or "", reset_epoch=param["reset_epoch"],
+        opts=opts)
+
+
+def build_parts(components: Components, info: RunInfo) -> Parts:
+    """The parts the opts name, built: network, optimizer and schedule, datasets, meters, handlers."""
+    modules = components.modules
+    network = modules["forward_pass"].build_network(info)
+    update = modules["parameter_update"]
+    optimizer = update.build_optimizer(info, network)
+    build_scheduler = getattr(update, "build_lr_scheduler", None)
+    return Parts(
+        network=network, optimizer=optimizer,
+        lr_scheduler=build_scheduler(info, optimizer) if build_scheduler else None,
+        train_data=modules["input"].get_dataset(info, "train"), test_data=modules["input"].get_dataset(info, "test"),
+        metrics=[Metric(entry["name"], build_entry(cls, entry, "meter_kargs"), entry["is_train"])
+                 for entry, cls in components.meters],
+        handlers=[build_entry(cls, entry, "kargs") for entry, cls in components.handlers],
+        gen_output=modules["output"].gen_output, checkpoint_name=modules["checkpoint_path"].checkpoint_name)
 
 
 def experiment_class(components: Components) -> type[AnyExp]:
     """The model's Experiment, or a subclass of it whose methods come from the override module."""
-    base = components.model.Experiment
-    module = components.override
+    base = components.modules["model"].Experiment
+    module = components.modules.get("override")
     if module is None:
         return base
     methods = {n: f for n, f in vars(module).items()
@@ -194,19 +218,25 @@ def experiment_class(components: Components) -> type[AnyExp]:
 
 
 def describe(opts: dict, components: Components) -> str:
-    """What `--dry-run` prints: the resolved opts and which module serves each role."""
+    """What `--dry-run` prints: the resolved opts, which module serves each slot, and the handlers by event."""
+    from playground.events import Event, overrides
+
     cls = experiment_class(components)
     lines = ["resolved opts:", json.dumps(opts, indent=2), "", "components:"]
-    for role, key in MODULE_ROLES.items():
+    for slot, key in slot_keys(opts).items():
         if key in components.names:
-            module_name = getattr(getattr(components, role), "__name__", "")
-            lines.append(f"  {key:34} {components.names[key]:36} -> {module_name}")
+            lines.append(f"  {key:34} {components.names[key]:36} -> {components.modules[slot].__name__}")
     for entry, cls_ in components.meters:
         lines.append(f"  metric {entry['name']:27} {entry['meter_py']:36} -> {cls_.__module__}.{cls_.__name__}")
-    for entry, cls_ in components.handlers:
-        lines.append(f"  handler {'':26} {entry['handler_py']:36} -> {cls_.__module__}.{cls_.__name__}")
+    handlers = sorted(components.handlers, key=lambda pair: pair[1].phase)
+    for entry, cls_ in handlers:
+        trigger = f" every {entry['trigger'][0]} {entry['trigger'][1]}(s)" if entry.get("trigger") else ""
+        events = [e.value for e in Event if overrides(cls_, e)]
+        lines.append(f"  handler {cls_.phase.name:26} {entry['handler_py']:36} -> {cls_.__module__}."
+                     f"{cls_.__name__}{trigger} at {', '.join(events)}")
+    info = run_info(opts, "")
     lines += [f"  experiment class {'':17} {cls.__name__}",
-              f"total_batch_size = {total_batch_size(opts)}, epoch_iterations = {epoch_iterations(opts)}"]
+              f"total_batch_size = {info.total_batch_size}, epoch_iterations = {info.epoch_iterations}"]
     return "\n".join(lines)
 
 
@@ -221,12 +251,9 @@ def restore(exp: AnyExp) -> None:
     found = checkpoint.newest_intact(exp.folder)
     if found:
         path, saved = found
-        if saved.get("complete"):
-            raise AlreadyComplete(f"{exp.folder} holds a finished run ({os.path.basename(path)}); nothing to do. "
-                                  "Use another output.checkpoint_folder for a new run")
         _load_into(exp, saved, path, "it was written by a run with other opts; resume with the same opts or "
                    "use another output.checkpoint_folder")
-        saved_batch = total_batch_size(saved["opts"]) if "opts" in saved else exp.total_batch_size
+        saved_batch = saved.get("total_batch_size", exp.total_batch_size)
         if exp.state.iteration and saved_batch != exp.total_batch_size:
             raise UsageError(f"{path} was written mid-epoch (epoch {exp.state.epoch} iteration {exp.state.iteration}) "
                              f"with a global batch of {saved_batch}, and this run's is {exp.total_batch_size} "
@@ -235,16 +262,17 @@ def restore(exp: AnyExp) -> None:
                              "away to resume from the last epoch's end")
         log.info("resuming from %s at epoch %d iteration %d", path, exp.state.epoch, exp.state.iteration)
         return
-    pretrained = exp.opts["model_param"]["pretrained_model"]
+    pretrained = exp.info.pretrained
     if pretrained:
         if not os.path.isfile(pretrained):
             raise UsageError(f"model_param.pretrained_model: {pretrained} does not exist; give a checkpoint path "
                              "or leave it empty")
-        reset = exp.opts["model_param"]["reset_epoch"]
+        reset = exp.info.reset_epoch
         _load_into(exp, checkpoint.load(pretrained, map_location=exp.device), pretrained,
                    "give model_param.pretrained_model a checkpoint of this network" +
                    ("" if reset else ", or set model_param.reset_epoch to true to take only its weights"),
                    weights_only=reset)
+        exp.state.complete = False  # a finished run's final checkpoint starts this one
         log.info("starting from pretrained %s (%s)", pretrained, "weights only, epoch 0" if reset else
                  f"continuing at epoch {exp.state.epoch}")
 
@@ -260,30 +288,34 @@ def _load_into(exp: AnyExp, saved: dict, path: str, fix: str, weights_only: bool
 
 @contextmanager
 def stop_on_signals(exp: AnyExp) -> Iterator[None]:
-    """SIGTERM (preemption) asks the run to checkpoint and stop at the next iteration boundary."""
+    """SIGTERM (preemption) and a first Ctrl-C ask the run to checkpoint and stop at the next iteration boundary
+    (exit 143); a second Ctrl-C aborts at once."""
     def handler(signum: int, frame: Any) -> None:
-        exp.request_stop(f"signal {signal.Signals(signum).name}")
+        request = exp.state.stop_requested
+        if signum == signal.SIGINT and request is not None and request.signal == signal.SIGINT:
+            raise KeyboardInterrupt
+        exp.request_stop(StopRequest.from_signal(signum))
+        if signum == signal.SIGINT:
+            log.warning("Ctrl-C: stopping after a checkpoint at the next iteration; Ctrl-C again to abort now")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def run(opts: dict, components: Components, folder: str, rank: int = 0, world_size: int = 1,
         device: torch.device | None = None) -> dict:
     """Build the experiment in `folder`, restore it if it was interrupted, and run it to the end."""
-    if device is None:
-        device = torch.device(f"cuda:{opts['distributed']['first_gpu_id']}" if opts["distributed"]["num_gpus"]
-                              else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    info = run_info(opts, folder, rank, world_size, device)
+    if info.device.type == "cuda":
+        torch.cuda.set_device(info.device)
         torch.backends.cudnn.benchmark = opts["model_param"]["engine"].upper() == "CUDNN"
-    info = RunInfo(device, folder, total_batch_size(opts), epoch_iterations(opts), rank, world_size)
-    seed_everything(opts["model_param"]["seed"])
-    exp = experiment_class(components)(opts, components, info)
-    exp.build()
+    seed_everything(info.seed)
+    exp = experiment_class(components)(build_parts(components, info), info)
     distributed.restore(exp, restore)  # rank 0 restores; every other rank takes its state
     with stop_on_signals(exp):
         return exp.run()
+

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch.distributed as dist
 
-from playground.anyexp import Stopped
+from playground.errors import Stopped
 
 if TYPE_CHECKING:
     from playground.launch import Place

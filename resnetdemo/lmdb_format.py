@@ -3,15 +3,19 @@
 An LMDB folder (holding `data.mdb`) with these keys:
 
 - `b"00000000"`, `b"00000001"`, … (`b"%08d" % index`, index 0 … count-1): a 12-byte little-endian header
-  `struct "<iII"` = (label int32, CRC-32 of the image bytes uint32, image byte length uint32), followed by the
-  encoded image bytes (JPEG or PNG, as `cv2.imdecode` reads them; colour images).
-- `b"__meta__"`: UTF-8 JSON `{"format": "playground-images", "format_version": 1, "count": N,
+  `struct "<IiI"` = (CRC-32 uint32 of everything after it, label int32, image byte length uint32), followed by the
+  encoded image bytes (JPEG or PNG, as `cv2.imdecode` reads them; colour images). The CRC covers the label, so a
+  flipped label bit is caught rather than trained on as another class.
+- `b"__meta__"`: UTF-8 JSON `{"format": "playground-images", "format_version": 2, "count": N,
   "class_names": [...], "num_classes": K, "encoding": "jpg" | "png", "min_shorter_side": PX, "source": {...} | null}`.
   Every label is in `[0, num_classes)`; `min_shorter_side` is the smallest shorter side among the stored images;
   `source` is how make-lmdb made the images (the synthetic generator and its flags), or null.
 
 `__meta__` is written last, in the final commit, so an LMDB whose build was interrupted has none and is
 refused when opened.
+
+Version 1 differed only in the header: `struct "<iII"` = (label, CRC-32 of the image bytes alone, image length).
+It is still read, with a warning, since its labels are unprotected.
 """
 
 import json
@@ -32,10 +36,12 @@ from playground.errors import DataError, UsageError
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "playground-images"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_KEY = b"__meta__"
 ENCODINGS = ("jpg", "png")
-RECORD_HEADER = struct.Struct("<iII")  # label, crc32 of the image bytes, image byte length
+RECORD_HEADER = struct.Struct("<IiI")  # crc32 of the rest of the record, label, image byte length
+_CHECKED_HEADER = struct.Struct("<iI")  # the part of RECORD_HEADER its CRC covers: label, image byte length
+_VERSION_1_HEADER = struct.Struct("<iII")  # label, crc32 of the image bytes only, image byte length
 
 _INITIAL_MAP_SIZE = 1 << 30  # virtual address space only: data.mdb grows with what is written
 _RECORDS_PER_COMMIT = 1000
@@ -54,19 +60,25 @@ def record_key(index: int) -> bytes:
 
 def pack_record(image: bytes, label: int) -> bytes:
     """The stored value for one image: header then the encoded image bytes."""
-    return RECORD_HEADER.pack(label, zlib.crc32(image), len(image)) + image
+    checked_header = _CHECKED_HEADER.pack(label, len(image))
+    return struct.pack("<I", zlib.crc32(image, zlib.crc32(checked_header))) + checked_header + image
 
 
-def unpack_record(value: bytes) -> tuple[bytes, int]:
-    """(image bytes, label) from a stored value; RecordError if it is damaged."""
+def unpack_record(value: bytes, format_version: int = FORMAT_VERSION) -> tuple[bytes, int]:
+    """(image bytes, label) from a value stored in format `format_version`; RecordError if it is damaged."""
     if len(value) < RECORD_HEADER.size:
         raise RecordError(f"record is {len(value)} bytes, shorter than its header")
-    label, crc, length = RECORD_HEADER.unpack_from(value)
     image = value[RECORD_HEADER.size:]
+    if format_version == 1:
+        label, crc, length = _VERSION_1_HEADER.unpack_from(value)
+        checked, what = image, "image bytes fail"
+    else:
+        crc, label, length = RECORD_HEADER.unpack_from(value)
+        checked, what = memoryview(value)[4:], "label or image bytes fail"
+    if zlib.crc32(checked) != crc:
+        raise RecordError(f"{what} their CRC-32 check (damaged on disk?)")
     if len(image) != length:
         raise RecordError(f"image is {len(image)} bytes, header says {length}")
-    if zlib.crc32(image) != crc:
-        raise RecordError("image bytes fail their CRC-32 check (damaged on disk?)")
     return image, label
 
 
@@ -158,6 +170,10 @@ class LmdbReader:
         env = _environment(self.path, self._file_id)
         _check_not_truncated(self.path, env)
         self.meta = _read_meta(self.path, env)
+        if self.format_version < FORMAT_VERSION:
+            logger.warning("%s is an image LMDB of format version %d, whose checksums do not cover the labels: a "
+                           "damaged label would train as another class. Rebuild it with playground make-lmdb "
+                           "(--overwrite) for label protection", self.path, self.format_version)
 
     def __len__(self) -> int:
         return self.meta["count"]
@@ -166,16 +182,27 @@ class LmdbReader:
     def num_classes(self) -> int:
         return self.meta["num_classes"]
 
+    @property
+    def format_version(self) -> int:
+        return self.meta["format_version"]
+
     def read(self, index: int) -> tuple[bytes, int]:
-        """(encoded image bytes, label) of record `index`, checksum verified; RecordError if damaged."""
+        """(encoded image bytes, label) of record `index`, checksum and label range verified; RecordError if the
+        record is damaged, DataError if LMDB itself cannot read the file."""
         if not 0 <= index < len(self):
             raise IndexError(f"record {index} is outside [0, {len(self)}) in {self.path}")
-        with _environment(self.path, self._file_id).begin() as txn:
-            value = txn.get(record_key(index))
+        try:
+            with _environment(self.path, self._file_id).begin() as txn:
+                value = txn.get(record_key(index))
+        except lmdb.Error as exc:
+            raise _unreadable(self.path, f"record {index}", exc) from exc
         try:
             if value is None:
                 raise RecordError("it is missing")
-            return unpack_record(value)
+            image, label = unpack_record(value, self.format_version)
+            if not 0 <= label < self.num_classes:  # caught here, not as an IndexError in the loss later
+                raise RecordError(f"label {label} is outside the dataset's classes [0, {self.num_classes})")
+            return image, label
         except RecordError as exc:
             raise RecordError(f"{self.path} record {index}: {exc}") from None
 
@@ -207,6 +234,12 @@ def _environment(path: Path, file_id: tuple[int, int]) -> lmdb.Environment:
     return env
 
 
+def _unreadable(path: Path, what: str, exc: lmdb.Error) -> DataError:
+    """LMDB's own error reading `what` (CorruptedError, PageNotFoundError, …) as a DataError naming the dataset."""
+    return DataError(f"{path}: LMDB cannot read {what} ({type(exc).__name__}: {exc}); data.mdb is damaged, "
+                     "rebuild it with playground make-lmdb")
+
+
 def _check_not_truncated(path: Path, env: lmdb.Environment) -> None:
     """A truncated data.mdb kills the reading process with SIGBUS instead of raising; catch it up front."""
     actual = (path / "data.mdb").stat().st_size
@@ -217,9 +250,12 @@ def _check_not_truncated(path: Path, env: lmdb.Environment) -> None:
 
 
 def _read_meta(path: Path, env: lmdb.Environment) -> dict[str, Any]:
-    with env.begin() as txn:
-        raw = txn.get(META_KEY)
-        entries = txn.stat()["entries"]
+    try:
+        with env.begin() as txn:
+            raw = txn.get(META_KEY)
+            entries = txn.stat()["entries"]
+    except lmdb.Error as exc:
+        raise _unreadable(path, "the __meta__ record", exc) from exc
     if raw is None:
         raise UsageError(f"{path} is an LMDB but not a finished playground image dataset (no __meta__ record); "
                          "build it with playground make-lmdb")
@@ -231,10 +267,10 @@ def _read_meta(path: Path, env: lmdb.Environment) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise DataError(f"{path}: the __meta__ record is a JSON {type(meta).__name__}, not an object; rebuild it "
                         "with playground make-lmdb")
-    if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
-        raise UsageError(f"{path} holds format {meta.get('format')!r} version {meta.get('format_version')!r}; this "
-                         f"playground reads {FORMAT_NAME!r} version {FORMAT_VERSION}. Rebuild it with playground "
-                         "make-lmdb")
+    version = meta.get("format_version")
+    if meta.get("format") != FORMAT_NAME or type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise UsageError(f"{path} holds format {meta.get('format')!r} version {version!r}; this playground reads "
+                         f"{FORMAT_NAME!r} versions 1 to {FORMAT_VERSION}. Rebuild it with playground make-lmdb")
     missing = [key for key in _REQUIRED_META if key not in meta]
     if missing:
         raise DataError(f"{path}: the __meta__ record lacks {', '.join(missing)}; rebuild it with playground make-lmdb")

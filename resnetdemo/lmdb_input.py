@@ -158,7 +158,7 @@ class LmdbImageDataset(torch.utils.data.Dataset):
         if count > self.max_damaged_records:
             raise DataError(f"{self.reader.path}: {count} of {len(self)} records are damaged, more than "
                             f"input.max_decode_failures allows ({self.max_damaged_records}); "
-                            "rebuild it with playground make-lmdb")
+                            f"rebuild it with playground make-lmdb. The latest: {exc}")
 
 
 def get_dataset(exp: Any, split: str) -> LmdbImageDataset:

@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from playground.cli import UsageParser  # cli imports this module only when the command runs: no cycle
+from playground.cli import UsageParser  # a plugin command (pyproject.toml): cli never imports this module
 from playground.errors import PlaygroundError, UsageError
 from resnetdemo import shapes
-from resnetdemo.lmdb_format import ENCODINGS, LmdbReader, LmdbWriter, encode_image
+from resnetdemo.lmdb_format import ENCODINGS, FORMAT_VERSION, LmdbReader, LmdbWriter, encode_image
 from resnetdemo.transforms import resize_shorter_side
 
 logger = logging.getLogger(__name__)
@@ -222,13 +222,14 @@ def _is_lmdb_folder(path: Path) -> bool:
 
 
 def _built_from(out: Path) -> dict | None:
-    """The `source` recorded in an existing LMDB at `out`, or None."""
+    """The `source` recorded in an existing LMDB of the current format at `out`, or None."""
     if not (out / "data.mdb").is_file():
         return None
     try:
-        return LmdbReader(out).meta.get("source")
+        reader = LmdbReader(out)
     except PlaygroundError:
         return None
+    return reader.meta.get("source") if reader.format_version == FORMAT_VERSION else None
 
 
 def _check_can_write(out: Path, overwrite: bool) -> None:

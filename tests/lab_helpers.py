@@ -41,8 +41,32 @@ class InterruptParentOnce(EventHandler):
             Path(self.marker).touch()
             os.kill(os.getppid(), signal.SIGTERM)
             deadline = time.monotonic() + 30  # wait for the sweep to pass the stop on: a known stopping point
-            while not (exp.stop_requested or exp.state.stop_reason) and time.monotonic() < deadline:
+            while not (exp.state.stop_requested or exp.state.stop) and time.monotonic() < deadline:
                 time.sleep(0.01)
+
+
+class PauseAt(EventHandler):
+    """After training step `step`, waits (up to a minute) until the file `until` exists: a run held mid-training
+    while a test starts others beside it."""
+
+    def __init__(self, step: int, until: str):
+        self.step, self.until = step, until
+
+    def on_iteration_end(self, exp) -> None:
+        if exp.state.global_step == self.step:
+            wait_for(lambda: os.path.exists(self.until), timeout=60, what=self.until)
+
+
+class SignalAt(EventHandler):
+    """Sends signal `signum` to process `pid` after training step `step`, once: e.g. stops a test's S3 server while
+    the run trains."""
+
+    def __init__(self, step: int, pid: int, signum: int):
+        self.step, self.pid, self.signum = step, pid, signum
+
+    def on_iteration_end(self, exp) -> None:
+        if exp.state.global_step == self.step:
+            os.kill(self.pid, self.signum)
 
 
 class SleepPerIteration(EventHandler):

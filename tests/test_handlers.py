@@ -14,10 +14,11 @@ import torch
 from conftest import ROOT, write_opts
 from playground import checkpoint, cli, runner
 from playground.errors import PlaygroundError, UsageError
-from playground.events import EventHandler
+from playground.events import Event, EventHandler
 from playground.handlers import EarlyStopping, LogReport, NonFiniteLossError, ProgressBar, TerminateOnNaN
 from playground.runner import prepare
-from playground.state import ExperimentState
+from playground.anyexp import AnyExp
+from playground.testing import tiny_experiment
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -105,29 +106,18 @@ def results(opts: dict) -> dict:
         return json.load(f)
 
 
-class FakeExp:
-    """Just what EarlyStopping reads and calls: a scripted metric, the epoch count, a network, request_stop."""
-
-    def __init__(self):
-        self.latest, self.state, self.meters, self.rank = {}, ExperimentState(), {}, 0
-        self.network = torch.nn.Linear(2, 1)
-        self.stop_requested = ""
-
-    def request_stop(self, reason: str) -> None:
-        self.stop_requested = self.stop_requested or reason
-
-
-def stop_epoch(early: EarlyStopping, values: list[float], monitor: str = "test_loss", exp: FakeExp | None = None):
-    """The epoch after which `early` asks to stop on `values` (None: it never does)."""
-    exp = exp or FakeExp()
+def stop_epoch(early: EarlyStopping, values: list[float], monitor: str = "test_loss", exp: AnyExp | None = None):
+    """The epoch after which `early` asks to stop on `values` (None: it never does), driven by hand on
+    playground.testing's experiment."""
+    exp = exp or tiny_experiment(handlers=[early])
     early.on_train_begin(exp)
     for epoch, value in enumerate(values, 1):
         exp.state.epoch = epoch
-        exp.latest[monitor] = value
+        exp.record("test", {monitor: value})
         with torch.no_grad():
             exp.network.weight.fill_(epoch)
-        early.on_epoch_end(exp)
-        if exp.stop_requested:
+        exp.fire(Event.EPOCH_END)
+        if exp.state.stop_requested:
             return epoch
     return None
 
@@ -152,9 +142,11 @@ def test_early_stopping_stops_at_the_right_epoch(kargs, monitor, values, expecte
 
 
 def test_early_stopping_says_why_and_restores_the_best_weights():
-    early, exp = EarlyStopping("test_loss", patience=2, restore_best=True), FakeExp()
+    early = EarlyStopping("test_loss", patience=2, restore_best=True)
+    exp = tiny_experiment(handlers=[early])
     assert stop_epoch(early, [3, 1, 2, 2.5], exp=exp) == 4
-    assert "test_loss did not improve" in exp.stop_requested and "best 1 after epoch 2" in exp.stop_requested
+    reason = exp.state.stop_requested.reason
+    assert "test_loss did not improve" in reason and "best 1 after epoch 2" in reason
     assert exp.network.weight.eq(4).all()
     early.on_train_end(exp)
     assert exp.network.weight.eq(2).all() and early.best_epoch == 2 and early.stopped_epoch == 4
@@ -168,8 +160,8 @@ def test_early_stopping_rejects_bad_kargs():
 
 
 def test_early_stopping_names_the_metrics_when_the_monitor_is_missing():
-    exp = FakeExp()
-    exp.latest["test_loss"] = 1.0
+    exp = tiny_experiment()
+    exp.record("test", {"test_loss": 1.0})
     with pytest.raises(PlaygroundError, match="monitor 'test_los' is not a recorded metric; recorded: test_loss"):
         EarlyStopping("test_los").on_epoch_end(exp)
 
@@ -178,6 +170,7 @@ def test_early_stopping_from_opts_leaves_the_best_weights_in_model_final(small, 
     small["epoch_iter"]["num_epochs"] = 6
     small["output"]["handlers"] = [handler("ScriptedMetric", values=[3, 1, 2, 2.5, 0, 0]),
                                    handler("EarlyStopping", monitor="scripted", patience=2, restore_best=True)]
+    small["output"]["keep_checkpoints"] = 0  # keep them all, to compare
     assert run(small, tmp_path) == 0
     out = results(small)
     assert out["epochs_completed"] == 4 and out["stop_reason"].startswith("EarlyStopping: scripted did not improve")
@@ -194,7 +187,8 @@ def test_early_stopping_from_opts_leaves_the_best_weights_in_model_final(small, 
 def test_best_checkpoint_follows_the_best_epoch_and_prunes(small, tmp_path, mode, best_epoch):
     small["epoch_iter"]["num_epochs"] = 5
     small["output"]["handlers"] = [handler("ScriptedMetric", values=[3, 1, 2, 0.5, 4]),
-                                   handler("BestCheckpoint", monitor="scripted", mode=mode, keep_last_k=2)]
+                                   handler("BestCheckpoint", monitor="scripted", mode=mode)]
+    small["output"]["keep_checkpoints"] = 2
     assert run(small, tmp_path) == 0
     folder = folder_of(small)
     best = checkpoint.load(os.path.join(folder, "model_best.pt"))  # verifies its own .sha256 too
@@ -210,6 +204,7 @@ def test_best_checkpoint_on_test_requests_a_checkpoint_mid_epoch(small, tmp_path
     small["epoch_iter"]["num_train_iteration_per_test"] = 2  # test passes at steps 2, 4, 6, 8, ...
     small["output"]["handlers"] = [handler("ScriptedMetric", on="test", values=[3, 2, 0.5, 1, 4, 5, 6]),
                                    handler("BestCheckpoint", monitor="scripted", on="test")]
+    small["output"]["keep_checkpoints"] = 0  # keep them all, to compare
     assert run(small, tmp_path) == 0
     folder = folder_of(small)
     best = checkpoint.load(os.path.join(folder, "model_best.pt"))
@@ -318,7 +313,8 @@ def test_print_report_prints_a_row_per_epoch_and_log_report_every_row(small, tmp
         rows = [json.loads(line) for line in f]
     assert [r["iteration"] for r in rows if r["kind"] == "train"] == out["metrics"]["train_loss"]["iterations"]
     assert [r["test_loss"] for r in rows if r["kind"] == "test"] == out["metrics"]["test_loss"]["values"]
-    assert all(r["lr_0"] == r["learning_rate"] == 0.1 for r in rows if r["kind"] == "train")
+    rate = small["model_param"]["base_learning_rate"]
+    assert all(r["lr_0"] == r["learning_rate"] == rate for r in rows if r["kind"] == "train")
 
 
 def test_model_statistics_graph_dump_and_profiler_write_into_the_run_folder(small, tmp_path, caplog):
@@ -391,7 +387,7 @@ def test_handler_state_survives_a_kill_and_resume(small, tmp_path, monkeypatch):
     small["output"]["handlers"] = [
         handler("ScriptedMetric", values=[5, 4, 4.5, 3.9, 4.2, 4.3, 4.4, 1.0]),
         handler("EarlyStopping", monitor="scripted", min_delta=0.2, patience=3, restore_best=True),
-        handler("BestCheckpoint", monitor="scripted", keep_last_k=2), handler("LogReport"),
+        handler("BestCheckpoint", monitor="scripted"), handler("LogReport"),
         handler("KillAt")]
     small["output"]["checkpoint_folder"] = str(tmp_path / "uninterrupted")
     assert run(small, tmp_path, "a.json") == 0

@@ -17,7 +17,7 @@ import torch
 
 from lab_helpers import ROOT, data_rows, popen, run, wait_for, write_opts
 from playground import cli
-from playground.errors import UsageError
+from playground.errors import DataError, UsageError
 from playground.lab import ExperimentRepository, commands, new_tag, provenance, status
 from playground.lab.run import mirror_interval_s
 from playground.lab.tags import TAG_RE
@@ -188,8 +188,8 @@ def test_a_finished_experiment_is_never_rewritten(runs, caplog):
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory) -> tuple[ExperimentRepository, list[str], Path]:
-    """Three complete experiments: lr 0.1, lr 0.05, and lr 0.1 with hidden [32] in a checkpoint_folder outside
-    the runs root (given by output.runs_root)."""
+    """Three complete experiments: lr 0.1, lr 0.05, and the example's rate with hidden [32] in a checkpoint_folder
+    outside the runs root (given by output.runs_root)."""
     tmp = tmp_path_factory.mktemp("three")
     root, outside = tmp / "runs", tmp / "elsewhere" / "run"
     sets = [["model_param.base_learning_rate=0.1"], ["model_param.base_learning_rate=0.05"],
@@ -315,3 +315,34 @@ def test_a_bad_mirror_interval_fails_only_runs_that_mirror_and_names_the_variabl
     monkeypatch.setenv("PLAYGROUND_MIRROR_INTERVAL_S", "ten")
     assert lab_run(tiny_opts(), f"output.runs_root=memory://bad-interval-{runs.parent.name}") == 2
     assert "PLAYGROUND_MIRROR_INTERVAL_S='ten'" in capsys.readouterr().err
+
+
+def test_a_record_of_the_wrong_shape_is_listed_unreadable_and_named(runs, capsys, caplog):
+    now = status.now()
+    good = {"status.json": {"tag": "", "status": "complete", "created": now, "started": now, "ended": now,
+                            "attempts": [{"attempt": 1, "started": now, "ended": now, "status": "complete"}]},
+            "opts.json": tiny_opts(), "train.csv": b"epoch,iteration,train_loss\n0.1,1,2.5\n"}
+    bad = [("status.json", None), ("status.json", []), ("status.json", {**good["status.json"], "started": 5}),
+           ("status.json", {**good["status.json"], "attempts": [{"attempt": 1, "ended": 5}]}),
+           ("status.json", b'{"tag": "x", "sta'), ("opts.json", None), ("opts.json", []), ("opts.json", {"model": 3}),
+           ("train.csv", b"\xff\xfe\x00\x81garbage\n\x90,\x91\n")]
+    tags = [new_tag() for _ in range(len(bad) + 1)]
+    for tag, (name, value) in zip(tags, [("", None), *bad]):
+        (runs / tag).mkdir(parents=True)
+        for file, content in {**good, **({name: value} if name else {})}.items():
+            (runs / tag / file).write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+
+    assert main("runs", "list") == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows == {tag: "complete" if tag == tags[0] else "unreadable" for tag in tags}
+    for tag, (name, _) in zip(tags[1:], bad):
+        assert f"{runs / tag / name}: not " in caplog.text  # each one names its file
+    repo = ExperimentRepository(str(runs))
+    shown = repr(repo[:])  # a notebook shows the list, whatever one experiment holds
+    assert shown.count("unreadable") == 5 and shown.count("complete") == 5
+    with pytest.raises(DataError, match=f"{runs / tags[-1] / 'train.csv'}: not a readable CSV"):
+        repo[tags[-1]]["train.csv"]
+    for tag, name in ((tags[1], "status.json"), (tags[6], "opts.json")):
+        assert main("runs", "show", tag) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"playground: error: {runs / tag / name}: not ") and err.count("\n") == 1

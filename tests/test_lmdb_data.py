@@ -1,13 +1,17 @@
 """The image LMDB format, make-lmdb, the shapes dataset and the gfs_IN1k input component."""
 
+import json
 import logging
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import types
+import zlib
 
 import cv2
+import lmdb
 import numpy as np
 import pytest
 import torch
@@ -38,18 +42,31 @@ def make_exp(path, **overrides) -> types.SimpleNamespace:
     return types.SimpleNamespace(opts=opts, seed=0)
 
 
-def flip_byte_of_record(reader: LmdbReader, index: int) -> None:
-    """Damages record `index` on disk the way a bad sector would: one byte in the middle of its image.
-    Stale copies of a record can linger in free pages, so every copy is damaged."""
+def flip_byte_of_record(reader: LmdbReader, index: int, offset: int | None = None, mask: int = 0xFF) -> None:
+    """Damages record `index` on disk the way a bad sector would: the bits `mask` of one byte, `offset` bytes into
+    its stored value (default: the middle of its image). Stale copies of a record can linger in free pages, so
+    every copy is damaged."""
     image, _ = reader.read(index)
+    header_size = lmdb_format.RECORD_HEADER.size  # the same in every format version
+    offset = header_size + len(image) // 2 if offset is None else offset
     data_file = reader.path / "data.mdb"
     content = bytearray(data_file.read_bytes())
     where = content.find(image)
     assert where >= 0
     while where >= 0:
-        content[where + len(image) // 2] ^= 0xFF
+        content[where - header_size + offset] ^= mask
         where = content.find(image, where + 1)
     data_file.write_bytes(bytes(content))
+
+
+def write_raw_lmdb(path, values: list[bytes], meta: dict) -> None:
+    """An image LMDB holding exactly `values` and `meta`, as another writer (or an older playground) made it."""
+    env = lmdb.open(str(path), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for index, value in enumerate(values):
+            txn.put(lmdb_format.record_key(index), value)
+        txn.put(lmdb_format.META_KEY, json.dumps(meta).encode("utf-8"))
+    env.close()
 
 
 def test_round_trip_keeps_meta_labels_and_bytes(tmp_path):
@@ -59,7 +76,7 @@ def test_round_trip_keeps_meta_labels_and_bytes(tmp_path):
             writer.add(image, label=i % 3, shorter_side=8 + i)
     reader = LmdbReader(tmp_path / "db")
     assert len(reader) == 5
-    assert reader.meta == {"format": "playground-images", "format_version": 1, "count": 5,
+    assert reader.meta == {"format": "playground-images", "format_version": 2, "count": 5,
                            "class_names": ["a", "b", "c"], "num_classes": 3, "encoding": "png",
                            "min_shorter_side": 8, "source": None}
     assert [reader.read(i) for i in range(5)] == [(image, i % 3) for i, image in enumerate(images)]
@@ -79,9 +96,88 @@ def test_flipped_image_byte_fails_the_checksum(tmp_path):
     reader = build_shapes(tmp_path / "db", num=3)
     flip_byte_of_record(reader, 1)
     reader = LmdbReader(tmp_path / "db")
-    with pytest.raises(RecordError, match="record 1: image bytes fail their CRC-32 check"):
+    with pytest.raises(RecordError, match="record 1: label or image bytes fail their CRC-32 check"):
         reader.read(1)
     assert reader.read(2)[1] == 2
+
+
+def test_flipped_label_bit_fails_the_checksum(tmp_path):
+    reader = build_shapes(tmp_path / "db", num=3)
+    value = lmdb_format.pack_record(*reader.read(1))
+    label_offset = value[:lmdb_format.RECORD_HEADER.size].index(struct.pack("<i", 1))  # label 1, little-endian
+    flip_byte_of_record(reader, 1, label_offset, mask=0x01)  # class 1 becomes class 0
+    reader = LmdbReader(tmp_path / "db")
+    with pytest.raises(RecordError, match=r"db record 1: label or image bytes fail their CRC-32 check"):
+        reader.read(1)
+    assert reader.read(2)[1] == 2
+
+
+def write_version_1_lmdb(path, images: list[bytes], labels: list[int], source: dict | None = None) -> None:
+    """The layout of format version 1: header (label, CRC-32 of the image bytes only, image length)."""
+    values = [struct.pack("<iII", label, zlib.crc32(image), len(image)) + image
+              for image, label in zip(images, labels)]
+    write_raw_lmdb(path, values, {"format": "playground-images", "format_version": 1, "count": len(values),
+                                  "class_names": ["a", "b", "c"], "num_classes": 3, "encoding": "png",
+                                  "min_shorter_side": 8, "source": source})
+
+
+def test_version_1_dataset_still_reads_with_one_warning(tmp_path, caplog):
+    images = [encode_image(np.full((8, 8 + i, 3), i * 30, np.uint8), "png") for i in range(4)]
+    write_version_1_lmdb(tmp_path / "old", images, [2, 0, 1, 2])
+    with caplog.at_level(logging.WARNING):
+        dataset = lmdb_input.get_dataset(make_exp(tmp_path / "old", loadsize=8, imsize=8), "test")
+        assert [dataset.reader.read(i) for i in range(4)] == list(zip(images, [2, 0, 1, 2]))
+        assert [dataset[i][1] for i in range(4)] == [2, 0, 1, 2]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]  # one, not one per record
+    assert "old is an image LMDB of format version 1" in warning
+    assert "Rebuild it with playground make-lmdb (--overwrite) for label protection" in warning
+    flip_byte_of_record(dataset.reader, 3)  # its images are still checksummed
+    with pytest.raises(RecordError, match="old record 3: image bytes fail their CRC-32 check"):
+        LmdbReader(tmp_path / "old").read(3)
+
+
+def test_label_outside_the_classes_is_a_data_error_naming_path_index_and_value(tmp_path, caplog):
+    image = encode_image(np.zeros((8, 8, 3), np.uint8), "png")
+    values = [lmdb_format.pack_record(image, label) for label in (0, 1, 12, 2)]
+    write_raw_lmdb(tmp_path / "odd", values, {**LmdbWriter("x", ["a", "b", "c"], "png").meta(), "count": 4,
+                                              "min_shorter_side": 8})
+    reader = LmdbReader(tmp_path / "odd")
+    with pytest.raises(DataError, match=r"odd record 2: label 12 is outside the dataset's classes \[0, 3\)"):
+        reader.read(2)
+    assert reader.read(3) == (image, 2)
+    lenient = lmdb_input.get_dataset(make_exp(tmp_path / "odd", loadsize=8, imsize=8, max_decode_failures=0.5),
+                                     "train")
+    with caplog.at_level(logging.WARNING):
+        assert lenient[2][1] == 2  # handled like any damaged record: the next one stands in
+    assert "odd record 2: label 12 is outside the dataset's classes [0, 3); using the next record" in caplog.text
+    strict = lmdb_input.get_dataset(make_exp(tmp_path / "odd", loadsize=8, imsize=8, max_decode_failures=0), "train")
+    with pytest.raises(DataError, match=r"odd: 1 of 4 records are damaged.* The latest: .*odd record 2: label 12 is "
+                                        r"outside the dataset's classes \[0, 3\)$"):
+        strict.get_batch([0, 1, 2, 3])
+
+
+def corrupt_leaf_page_holding(data_file, key: bytes) -> None:
+    """Clears the flags of every LMDB leaf page holding `key`, so LMDB finds neither branch nor leaf there."""
+    content = bytearray(data_file.read_bytes())
+    page_size, leaf_flag, damaged = 4096, 0x02, 0
+    for start in range(2 * page_size, len(content), page_size):  # pages 0 and 1 are LMDB's meta pages
+        page = content[start:start + page_size]
+        is_page_start = int.from_bytes(page[:8], "little") == start // page_size  # a page begins with its number
+        if is_page_start and int.from_bytes(page[10:12], "little") == leaf_flag and key in page:
+            content[start + 10:start + 12] = b"\0\0"
+            damaged += 1
+    assert damaged
+    data_file.write_bytes(bytes(content))
+
+
+def test_corrupted_lmdb_page_is_a_data_error_naming_the_path(tmp_path):
+    build_shapes(tmp_path / "db", num=40)
+    corrupt_leaf_page_holding(tmp_path / "db" / "data.mdb", lmdb_format.record_key(0))
+    reader = LmdbReader(tmp_path / "db")  # __meta__ sits on another leaf page, so opening still works
+    assert reader.read(39)[1] == 39 % 10
+    with pytest.raises(DataError, match=r"db: LMDB cannot read record 0 \(CorruptedError: .*\); data.mdb is "
+                                        "damaged, rebuild it with playground make-lmdb"):
+        reader.read(0)
 
 
 def test_truncated_data_file_is_a_data_error_not_a_crash(tmp_path):
@@ -271,7 +367,7 @@ def test_damaged_record_is_replaced_then_too_many_are_a_data_error(tmp_path, cap
     with caplog.at_level(logging.WARNING):
         image, label = dataset[4]
     assert label == 5  # the next record stands in
-    assert "record 4: image bytes fail their CRC-32 check" in caplog.text
+    assert "record 4: label or image bytes fail their CRC-32 check" in caplog.text
     assert "using the next record in its place" in caplog.text
     strict = lmdb_input.get_dataset(make_exp(tmp_path / "db", max_decode_failures=0), "test")
     with pytest.raises(DataError, match="1 of 10 records are damaged, more than input.max_decode_failures allows"):
@@ -331,6 +427,18 @@ def test_synthetic_build_is_skipped_when_the_same_dataset_is_there(tmp_path):
     assert os.path.getmtime(os.path.join(out, "data.mdb")) == before
     with pytest.raises(UsageError, match="already exists"):
         make_lmdb.main([*args[:-1], "4"])  # another seed: refused, not silently kept
+
+
+def test_synthetic_dataset_of_version_1_is_not_taken_for_a_finished_build(tmp_path):
+    """Else re-running make-lmdb, as the version 1 warning says to, would do nothing."""
+    recipe = {"synthetic": "shapes", "num": 4, "size": 32, "seed": 0, "encoding": "jpg", "quality": 90}
+    out = tmp_path / "shapes"
+    write_version_1_lmdb(out, [encode_image(np.zeros((32, 32, 3), np.uint8), "jpg")] * 4, [0, 1, 2, 0],
+                         source=recipe)
+    args = ["--synthetic", "shapes", str(out), "--num", "4", "--size", "32"]
+    with pytest.raises(UsageError, match="already exists; pass --overwrite"):
+        make_lmdb.main(args)
+    assert build_shapes(out, 4, 0, "--overwrite").format_version == lmdb_format.FORMAT_VERSION
 
 
 def test_workers_get_the_dataset_whatever_the_default_start_method(tmp_path):

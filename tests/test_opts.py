@@ -21,7 +21,7 @@ def test_example_is_valid_and_defaults_are_filled():
     opts, components = prepare(example_opts())
     assert opts["output"]["checkpoint_every_iters"] == 0 and opts["input"]["decode_threads"] == 0
     assert opts["model_param"]["momentum"] == 0.9  # declared by sgd_param_update's OPTS
-    assert components.forward_pass.__name__ == "playground.builtins.mlp_forward"
+    assert components.modules["forward_pass"].__name__ == "playground.builtins.mlp_forward"
 
 
 def test_missing_mandatory_opt_names_the_key():
@@ -70,14 +70,14 @@ def test_unknown_module_lists_closest_names():
 
 def test_module_lacking_its_role_function_is_named():
     opts = example_opts()
-    opts["model"]["forward_pass_py"] = "sgd_param_update"  # a real module, but of another role
+    opts["model"]["forward_pass_py"] = "playground.builtins.sgd_param_update"  # a real module, of another slot
     (problem,) = problems_of(opts)
     assert "lacks build_network" in problem and problem.startswith("model.forward_pass_py")
 
 
 def test_meter_must_be_a_class():
     opts = example_opts()
-    opts["output"]["metrics"][0]["meter_py"] = "mlp_forward"
+    opts["output"]["metrics"][0]["meter_py"] = "playground.builtins.mlp_forward"
     assert any("output.metrics[0].meter_py" in p and "not a class" in p for p in problems_of(opts))
 
 
@@ -102,7 +102,7 @@ def test_all_problems_are_reported_at_once():
 
 def test_duplicate_keys_and_non_finite_numbers_are_caught(tmp_path):
     text = json.dumps({"opts": example_opts()})
-    text = text.replace('"base_learning_rate": 0.1', '"base_learning_rate": NaN, "momentum": 0.5')
+    text = text.replace('"base_learning_rate": 0.003', '"base_learning_rate": NaN, "momentum": 0.5')
     text = text.replace('"num_epochs": 5', '"num_epochs": 5, "num_epochs": 6')
     problems = problems_of(opts_lib.load_opts(text))
     assert "model_param.base_learning_rate: nan is not a finite number; give a finite value" in problems
@@ -227,11 +227,11 @@ def test_meter_and_handler_kargs_values_and_handler_classes_are_checked_before_t
     opts = example_opts()
     opts["output"]["metrics"][1]["meter_kargs"]["blob_name"] = ["softmax"]
     opts["output"]["handlers"] = [{"handler_py": "EarlyStopping", "kargs": {"monitor": "test_loss", "mode": "bad"}},
-                                  {"handler_py": "ComputeLoss"}]
+                                  {"handler_py": "playground.meters.ComputeLoss"}]
     problems = problems_of(opts)
     assert any(p.startswith("output.metrics[1].meter_kargs:") and "blob_name" in p for p in problems)
     assert any(p.startswith("output.handlers[0].kargs:") and "mode = 'bad'" in p for p in problems)
-    assert any(p.startswith("output.handlers[1].handler_py = 'ComputeLoss'") and "EventHandler" in p
+    assert any(p.startswith("output.handlers[1].handler_py = 'playground.meters.ComputeLoss'") and "EventHandler" in p
                for p in problems)
 
 
@@ -340,12 +340,21 @@ def test_numbers_out_of_their_declared_range_are_opts_problems(assignment, probl
     assert problems_of(opts) == [problem]
 
 
-def test_numbers_json_reads_as_infinite_or_cannot_read_are_refused(tmp_path):
-    text = json.dumps({"opts": example_opts()})
-    problems = problems_of(opts_lib.load_opts(text.replace('"base_learning_rate": 0.1', '"base_learning_rate": 1e309')))
+def opts_text(**model_param: str) -> str:
+    """The example's opts as JSON text, with `model_param` values written verbatim (JSON numbers as typed)."""
+    opts = example_opts()
+    opts["model_param"].update({key: f"@{key}@" for key in model_param})
+    text = json.dumps({"opts": opts})
+    for key, raw in model_param.items():
+        text = text.replace(f'"@{key}@"', raw)
+    return text
+
+
+def test_numbers_json_reads_as_infinite_or_cannot_read_are_refused():
+    problems = problems_of(opts_lib.load_opts(opts_text(base_learning_rate="1e309")))
     assert problems == ["model_param.base_learning_rate: inf is not a finite number; give a finite value"]
     with pytest.raises(UsageError, match="--parameters-json: a number has too many digits to read"):
-        opts_lib.load_opts(text.replace('"seed": 1', '"seed": 1' + "0" * 5000))
+        opts_lib.load_opts(opts_text(seed="1" + "0" * 5000))
 
 
 def nested_json(levels: int) -> str:
@@ -367,9 +376,7 @@ def test_opts_nest_at_most_32_levels_and_the_error_names_the_path():
     (5000, "playground: error: {file}: nested too deeply to read; opts nest at most 32 levels"),  # past json's limit
 ])
 def test_a_deeply_nested_user_opt_is_exit_2_naming_it_and_nothing_is_created(tmp_path, levels, error):
-    text = json.dumps({"opts": example_opts()})
-    text = text.replace('"hidden_sizes": [64]', f'"hidden_sizes": [64], "mine": {nested_json(levels)}')
-    (tmp_path / "deep.json").write_text(text)
+    (tmp_path / "deep.json").write_text(opts_text(mine=nested_json(levels)))
     result = playground("run", "--parameters-json", str(tmp_path / "deep.json"), "--set",
                         f"output.checkpoint_folder={tmp_path / 'run'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -405,8 +412,8 @@ def test_every_declared_default_is_a_valid_value_of_its_key():
     import module_map
     from playground.registry import import_path
 
-    tables = [opts_lib.FRAMEWORK_OPTS,
-              *(getattr(import_path(path), "OPTS", {}) for path in module_map.MODULE_MAP.values())]
+    paths = {path for names in module_map.MODULE_MAP.values() for path in names.values()}
+    tables = [opts_lib.FRAMEWORK_OPTS, *(getattr(import_path(path), "OPTS", {}) for path in paths)]
     for declared in tables:
         optional = {key for key, opt in declared.items() if opt.rule == opts_lib.OPTIONAL}
         problems = opts_lib.validate(opts_lib.with_defaults({}, declared), declared)

@@ -18,7 +18,8 @@ from resnetdemo import explicit_resnet_param_update, sgd_schedule
 from resnetdemo.resnet import ResNet
 
 # The seed's name for the same recipe, as opts resolve it.
-caffe2_resnet50_default_param_update = import_path(module_map.MODULE_MAP["caffe2_resnet50_default_param_update"])
+caffe2_resnet50_default_param_update = import_path(
+    module_map.MODULE_MAP["parameter_update"]["caffe2_resnet50_default_param_update"])
 
 BASE = 0.1
 PER_EPOCH = 10  # exp.epoch_iterations in these tests

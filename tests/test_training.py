@@ -19,8 +19,9 @@ def test_mlp_example_learns_and_writes_its_outputs(tiny_opts, tmp_path):
     folder = tiny_opts["output"]["checkpoint_folder"]
     files = set(os.listdir(folder))
     assert {"results.json", "opts.json", "log.txt", "model_final.pt", "model_final.pt.sha256",
-            "model_checkpoint_epoch1.pt", "model_checkpoint_epoch3.pt",
+            "model_checkpoint_epoch2.pt", "model_checkpoint_epoch3.pt",
             "plot0_train_and_test_loss.png", "plot1_accuracy_train_top1_test_top1.png"} <= files
+    assert "model_checkpoint_epoch1.pt" not in files  # output.keep_checkpoints: the newest 2, and the final
     results = json.loads(open(os.path.join(folder, "results.json")).read())
     assert results["final"]["test_accuracy_top1"] > 0.5  # 10 classes: chance is 0.1
     assert results["total_batch_size"] == 64 and results["epoch_iterations"] == 10
@@ -34,6 +35,18 @@ def test_mlp_example_learns_and_writes_its_outputs(tiny_opts, tmp_path):
     saved_opts = json.loads(open(os.path.join(folder, "opts.json")).read())
     assert saved_opts["output"]["record_every_iters"] == 1  # the resolved opts, defaults filled in
     assert "checkpoint" in open(os.path.join(folder, "log.txt")).read()
+
+
+def test_quick_start_example_learns_steadily(tmp_path):
+    """The first plot a new user sees: test accuracy rises (a dip of a few samples aside) and test loss falls."""
+    folder = tmp_path / "run"
+    assert cli.main(["run", "--parameters-json", str(ROOT / "examples" / "mlp_synthetic.json"),
+                     "--set", f"output.checkpoint_folder={folder}"]) == 0
+    metrics = json.loads((folder / "results.json").read_text())["metrics"]
+    accuracy, loss = metrics["test_accuracy_top1"]["values"], metrics["test_loss"]["values"]
+    assert all(later >= max(accuracy[:i]) - 0.01 for i, later in enumerate(accuracy) if i), accuracy
+    assert accuracy[-1] >= accuracy[0] and accuracy[-1] > 0.92, accuracy
+    assert loss[-1] < loss[0], loss
 
 
 def test_same_opts_and_seed_give_the_same_weights(tiny_opts, tmp_path):
@@ -86,6 +99,7 @@ def test_epochs_by_loss_example_stops_when_the_loss_is_low(tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     target = json.loads(opts_path.read_text())["opts"]["model_param"]["target_test_loss"]
     assert results["final"]["test_loss"] < target
+    assert results["epochs_completed"] > 1  # the target is not met at once: the override decides when to stop
     assert results["epochs_completed"] < json.loads(opts_path.read_text())["opts"]["epoch_iter"]["num_epochs"]
 
 
@@ -93,13 +107,13 @@ def test_user_component_by_dotted_path_and_extra_module_map(tiny_opts, tmp_path,
     (tmp_path / "my_forward.py").write_text(
         "import torch\n\ndef build_network(exp):\n"
         "    return torch.nn.Linear(exp.opts['input']['num_features'], exp.opts['input']['num_classes'])\n")
-    (tmp_path / "my_map.py").write_text("MODULE_MAP = {'linear': 'my_forward'}\n")
+    (tmp_path / "my_map.py").write_text("MODULE_MAP = {'forward_pass': {'linear': 'my_forward'}}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     tiny_opts["model"]["forward_pass_py"] = "my_forward"
-    assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
+    assert prepare(tiny_opts)[1].modules["forward_pass"].__name__ == "my_forward"
     tiny_opts["model"]["forward_pass_py"] = "linear"
     tiny_opts["model"]["module_maps"] = ["my_map"]
-    assert prepare(tiny_opts)[1].forward_pass.__name__ == "my_forward"
+    assert prepare(tiny_opts)[1].modules["forward_pass"].__name__ == "my_forward"
     assert example_opts()["model"]["forward_pass_py"] == "mlp_forward"
 
 

@@ -22,6 +22,6 @@ def gen_output(exp) -> dict:
         "total_batch_size": exp.total_batch_size,
         "epoch_iterations": exp.epoch_iterations,
         "mean_samples_per_sec": sum(throughput) / len(throughput),
-        "stop_reason": exp.state.stop_reason,
+        "stop_reason": exp.state.stop.reason if exp.state.stop else "",
         "checkpoints": list(exp.checkpoints),
     }

@@ -1,11 +1,6 @@
 """Override component: no test model and no checkpoints, to focus on the training side while debugging."""
 
 
-def build_dataset(self, split: str):
-    """Only the training set is built."""
-    return self.components.input.get_dataset(self, split) if split == "train" else None
-
-
 def run_test(self) -> None:
     """No test model: test passes are skipped."""
 

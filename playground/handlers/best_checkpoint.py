@@ -1,4 +1,4 @@
-"""BestCheckpoint: model_best.pt follows the best value of a metric; old checkpoints are pruned."""
+"""BestCheckpoint: model_best.pt follows the best value of a metric."""
 from __future__ import annotations
 
 import logging
@@ -22,26 +22,21 @@ class BestCheckpoint(EventHandler):
 
     monitor, mode, min_delta: as for EarlyStopping. on: "epoch" checks at every epoch's end (the epoch's
     checkpoint becomes the best one); "test" checks after every test pass and, on improvement, asks the loop for
-    a checkpoint at that iteration. keep_last_k: keep only the k newest regular checkpoints (at least 1, so the
-    run can still resume), deleting older ones once the newest verifies; null keeps them all.
-    model_best.pt is a full checkpoint (a hard link to, or copy of, the one it was made from), so it can be
-    given as model_param.pretrained_model.
+    a checkpoint at that iteration. model_best.pt is a full checkpoint (a hard link to, or copy of, the one it
+    was made from), so it can be given as model_param.pretrained_model, and it outlives the pruning of old
+    checkpoints (output.keep_checkpoints).
     """
 
     def __init__(self, monitor: str = "test_loss", mode: str = "auto", min_delta: float = 0.0, on: str = "epoch",
-                 keep_last_k: int | None = None, filename: str = "model_best.pt"):
+                 filename: str = "model_best.pt"):
         self.monitor = Monitor("BestCheckpoint", monitor, mode, min_delta)
         if on not in ("epoch", "test"):
             raise UsageError(f"BestCheckpoint: on = {on!r}; use \"epoch\" or \"test\"")
-        if keep_last_k is not None and (not isinstance(keep_last_k, int) or keep_last_k < 1):
-            raise UsageError(f"BestCheckpoint: keep_last_k must be at least 1 (the newest checkpoint is needed to "
-                             f"resume) or null to keep all, got {keep_last_k!r}")
-        if not filename.endswith(".pt") or os.sep in filename:
+        if not isinstance(filename, str) or not filename.endswith(".pt") or os.sep in filename:
             raise UsageError(f"BestCheckpoint: filename must be a file name ending in .pt, got {filename!r}")
-        self.on, self.keep_last_k, self.filename = on, keep_last_k, filename
+        self.on, self.filename = on, filename
         self.best: float | None = None
         self.best_step = -1          # global_step of the best value
-        self.best_source = ""        # the checkpoint model_best.pt was made from
         self._pending = False        # improved: the next checkpoint becomes the best one
 
     def on_train_begin(self, exp: AnyExp) -> None:
@@ -68,13 +63,11 @@ class BestCheckpoint(EventHandler):
             self.best, self.best_step, self._pending = value, exp.state.global_step, True
 
     def on_checkpoint_saved(self, exp: AnyExp, path: str) -> None:
-        if self._pending and os.path.basename(path) != "model_final.pt":
+        if self._pending and os.path.basename(path) != checkpoint.FINAL:
             self._publish(path, os.path.join(os.path.dirname(path), self.filename))
-            self.best_source, self._pending = path, False
+            self._pending = False
             log.info("BestCheckpoint: %s = %s (%s %.6g at step %d)", self.filename, os.path.basename(path),
                      self.monitor.name, self.best, self.best_step)
-        if self.keep_last_k is not None:
-            self._prune(exp, path)
 
     @staticmethod
     def _publish(source: str, target: str) -> None:
@@ -89,26 +82,11 @@ class BestCheckpoint(EventHandler):
         digest = checkpoint.recorded_digest(source)
         checkpoint.atomic_write(target + ".sha256", f"{digest}  {os.path.basename(target)}\n".encode())
 
-    def _prune(self, exp: AnyExp, newest: str) -> None:
-        """Delete regular checkpoints beyond the newest keep_last_k, once the newest one verifies."""
-        regular = [p for p in exp.checkpoints if os.path.basename(p) not in ("model_final.pt", self.filename)
-                   and _in_folder(exp, p)]  # never another run's (a pretrained_model's history)
-        old = regular[:-self.keep_last_k]
-        if not old or not checkpoint.digest_matches(newest):
-            return
-        for path in old:
-            for file in (path, path + ".sha256"):
-                if os.path.exists(file):
-                    os.unlink(file)
-            exp.checkpoints.remove(path)
-        log.info("BestCheckpoint: deleted %d old checkpoint(s), keeping the newest %d", len(old), self.keep_last_k)
-
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step, "best_source": self.best_source,
-                "pending": self._pending}
+        return {"best": self.best, "best_step": self.best_step, "pending": self._pending}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_step, self.best_source = state["best"], state["best_step"], state["best_source"]
+        self.best, self.best_step = state["best"], state["best_step"]
         self._pending = state["pending"]
 
 

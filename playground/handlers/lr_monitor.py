@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from playground.events import EventHandler
+from playground.events import EventHandler, Phase
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -14,9 +14,10 @@ class LRMonitor(EventHandler):
     `learning_rate`, which is group 0's), named by the group's "name" entry when it has one, else its index.
 
     It matters for optimizers with several groups (e.g. no weight decay on biases) and schedules that treat them
-    differently. List it before handlers that read the row (PrintReport, LogReport, ProgressBar) for them to see
-    it at the same iteration.
+    differently. Its phase adds the values before any handler writes or reads the row.
     """
+
+    phase = Phase.ADD_TO_ROW
 
     def __init__(self) -> None:
         self._used: dict[str, float] = {}
@@ -27,7 +28,4 @@ class LRMonitor(EventHandler):
                       for i, group in enumerate(exp.optimizer.param_groups)}
 
     def on_iteration_end(self, exp: AnyExp) -> None:
-        rows = exp.history["train"]
-        if rows and rows[-1]["iteration"] == exp.state.global_step:  # a recorded iteration (record_every_iters)
-            rows[-1].update(self._used)
-            exp.latest.update(self._used)
+        exp.add_to_row(self._used)  # a no-op on iterations that record no row (record_every_iters)

@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING
 
 from playground.errors import UsageError
-from playground.events import HandlerError
+from playground.errors import HandlerError
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp

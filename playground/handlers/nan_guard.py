@@ -8,17 +8,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from playground import distributed
-from playground.errors import PlaygroundError
+from playground.errors import NonFiniteLossError
 from playground.events import EventHandler
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
-
-
-class NonFiniteLossError(PlaygroundError):
-    """The loss became NaN or infinite; the run failed and no checkpoint was written after the last good one."""
-
-    exit_code = 1
 
 
 class TerminateOnNaN(EventHandler):
@@ -49,7 +43,7 @@ class TerminateOnNaN(EventHandler):
     @staticmethod
     def _checkpoint_follows(exp: AnyExp) -> bool:
         """Whether the loop writes a checkpoint at this iteration boundary (the epoch's end is on_epoch_end's)."""
-        return bool(exp.checkpoint_due() or exp.stop_requested or exp.state.stop_reason)
+        return bool(exp.checkpoint_due() or exp.state.stop_requested or exp.state.stop)
 
     def _fail(self, exp: AnyExp, loss: torch.Tensor | None) -> None:
         value = float(loss.float().mean()) if loss is not None and loss.numel() else math.nan

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from playground.events import EventHandler
+from playground.events import EventHandler, Phase
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -26,6 +26,8 @@ class ProgressBar(EventHandler):
     Added to every run unless output.progress_bar is false or the opts list a ProgressBar themselves.
     """
 
+    phase = Phase.REPORT
+
     def __init__(self, bar: bool | None = None, log_every_s: float = 30.0, metrics: list[str] | None = None):
         self.bar, self.log_every_s, self.metrics = bar, log_every_s, metrics
         self._on = False
@@ -37,7 +39,7 @@ class ProgressBar(EventHandler):
         self._first_iteration = 0
 
     def on_train_begin(self, exp: AnyExp) -> None:
-        self.on_train_end(exp)  # what an earlier run that failed left open (the Estimator reuses handlers)
+        self._close()  # what an earlier run that failed left open (the Estimator reuses handlers)
         self._on, self._tqdm = exp.rank == 0, None
         if not self._on:
             return
@@ -65,15 +67,14 @@ class ProgressBar(EventHandler):
             # A terminal that reports no width (a fresh pseudo-terminal, `docker run -t`) would get an empty bar.
             width = {"dynamic_ncols": True} if _columns() else {"ncols": 100, "nrows": 20}
             self._bar_obj = self._tqdm(total=exp.epoch_iterations, initial=exp.state.iteration, unit="it",
-                                       desc=f"epoch {exp.state.epoch + 1}/{exp.opts['epoch_iter']['num_epochs']}",
+                                       desc=f"epoch {exp.state.epoch + 1}/{exp.info.num_epochs}",
                                        file=sys.stderr, **width)
 
     def on_iteration_end(self, exp: AnyExp) -> None:
         if not self._on:
             return
-        recorded = bool(exp.history["train"]) and exp.history["train"][-1]["iteration"] == exp.state.global_step
         if self._bar_obj is not None:
-            if recorded:
+            if exp.row is not None:  # a recorded iteration
                 self._bar_obj.set_postfix(self._shown(exp), refresh=False)
             self._bar_obj.update(1)
         elif self._tqdm is None and time.perf_counter() - self._last_log >= self.log_every_s:
@@ -89,12 +90,15 @@ class ProgressBar(EventHandler):
         eta = dt.timedelta(seconds=round((total - done) / rate)) if rate > 0 else "?"
         shown = " ".join(f"{k}={v}" for k, v in self._shown(exp).items())
         log.info("epoch %d/%d iteration %d/%d (%d%%) %s, epoch ETA %s", exp.state.epoch + 1,
-                 exp.opts["epoch_iter"]["num_epochs"], done, total, 100 * done // max(total, 1), shown, eta)
+                 exp.info.num_epochs, done, total, 100 * done // max(total, 1), shown, eta)
 
     def on_epoch_end(self, exp: AnyExp) -> None:
         self._close_bar()
 
     def on_train_end(self, exp: AnyExp) -> None:
+        self._close()
+
+    def _close(self) -> None:
         self._close_bar()
         if self._redirect is not None:
             self._redirect.__exit__(None, None, None)

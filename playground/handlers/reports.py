@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from playground.errors import UsageError
-from playground.events import EventHandler
+from playground.events import EventHandler, Phase
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -24,6 +24,8 @@ class PrintReport(EventHandler):
     elapsed_time. Rows go to stdout (through tqdm when a progress bar is showing, so the bar stays intact);
     rank 0 only.
     """
+
+    phase = Phase.REPORT
 
     def __init__(self, entries: list[str] | None = None, on: str = "epoch", width: int = 12):
         if on not in ("epoch", "test"):
@@ -73,6 +75,8 @@ class LogReport(EventHandler):
     {"kind": "train"|"test", "epoch": ..., "iteration": ..., <metrics>}. On resume the file is cut back to what
     the checkpoint had seen, so it never holds a row twice. Rank 0 only."""
 
+    phase = Phase.WRITE
+
     def __init__(self, filename: str = "log.jsonl"):
         self.filename = filename
         self.written = {"train": 0, "test": 0}  # rows of exp.history already in the file
@@ -90,9 +94,10 @@ class LogReport(EventHandler):
         self._file = open(path, "ab")
         self._sync()
 
-    # Rows are written once every handler has seen them (LRMonitor adds to them at iteration_end).
-    def on_iteration_begin(self, exp: AnyExp) -> None:
-        self._sync()
+    # Its phase runs it after the handlers that add to a row, so each row is written complete, at once.
+    def on_iteration_end(self, exp: AnyExp) -> None:
+        if exp.row is not None:
+            self._sync()
 
     def on_test_end(self, exp: AnyExp) -> None:
         self._sync()

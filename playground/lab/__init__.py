@@ -7,6 +7,7 @@
     recorder.py    the Recorder handler the runner adds to every experiment: train.csv, test.csv, TensorBoard
     store.py       local folder or fsspec URL; the background Mirror that uploads a run folder
     repository.py  ExperimentRepository / Experiment: reading experiments back (pandas)
+    compare.py     one metric across experiments: a table and a plot
     commands.py    `playground runs list|show|diff|compare`
     sweep.py       `playground sweep`: a grid of experiments, resumable
 
@@ -14,8 +15,8 @@ Importing this package is light: pandas, fsspec and tensorboard are imported onl
 """
 from playground.lab.recorder import Recorder
 from playground.lab.repository import Experiment, ExperimentRepository
-from playground.lab.run import FinishedExperiment, find_folder, log_file, open_run, resume_opts, run_folder
+from playground.lab.run import find_folder, log_file, open_run, resume_opts, run_folder
 from playground.lab.tags import new_tag, runs_root
 
-__all__ = ["Experiment", "ExperimentRepository", "FinishedExperiment", "Recorder", "find_folder", "new_tag",
+__all__ = ["Experiment", "ExperimentRepository", "Recorder", "find_folder", "new_tag",
            "log_file", "open_run", "resume_opts", "run_folder", "runs_root"]

@@ -1,6 +1,7 @@
-"""`playground runs list|show|diff|compare` and the `sweep` parser: tables of experiments for the shell.
+"""`playground runs list|show|diff|compare|push` and the `sweep` parser: tables of experiments for the shell.
 
-cli.py adds these parsers and hands the parsed arguments to `main`; the work is done by the repository.
+cli.py adds these parsers and hands the parsed arguments to `main`; the work is done by the repository, and by
+sweep.py for `sweep` (which never imports this module: the dependency goes one way).
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import logging
 import os
 from typing import Any
 
-from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository, NotFound
-from playground.lab.tags import runs_root
+from playground.errors import UploadIncomplete, UsageError
+from playground.lab.compare import compare, table
+from playground.lab.repository import NOT_METRICS, Experiment, ExperimentRepository
+from playground.lab.tags import is_url, runs_root, staging_root
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ def add_parsers(commands: Any) -> None:
     compare.add_argument("--output", metavar="PNG", help="where the plot goes (default: compare_<metric>.png)")
     for parser in (listing, show, diff, compare):
         parser.add_argument("--root", help=root_help)
+    push = sub.add_parser("push", help="upload the local copy of an experiment to its object store (after a run "
+                          "whose last upload gave up)")
+    push.add_argument("tag", help="a tag or a unique prefix of one, in the staging folder ($PLAYGROUND_STAGING)")
 
     sweep = commands.add_parser("sweep", help="run the cartesian product of opts values, each an experiment")
     sweep.add_argument("--parameters-json", required=True, metavar="JSON_OR_FILE", help="the base opts")
@@ -51,16 +57,11 @@ def main(args: argparse.Namespace) -> int:
         from playground.lab import sweep
 
         return sweep.command(args)
+    if args.runs_command == "push":
+        return runs_push(args.tag)
     repo = ExperimentRepository(args.root or runs_root())  # an unknown tag, artifact or metric: NotFound, exit 2
     return {"list": runs_list, "show": runs_show, "diff": runs_diff, "compare": runs_compare}[
         args.runs_command](repo, args)
-
-
-def table(frame: Any) -> str:
-    """A DataFrame as plain text, numbers to 4 significant digits, missing values blank."""
-    if frame.empty:
-        return ""
-    return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
 
 
 def runs_list(repo: ExperimentRepository, args: argparse.Namespace) -> int:
@@ -96,7 +97,7 @@ def describe(exp: Experiment) -> str:
         lines.append(f"  env       python {env.get('python')}, torch {env.get('torch')} (CUDA {env.get('cuda')}), "
                      f"numpy {env.get('numpy')} on {env.get('hostname')}: {devices}")
     if "opts.json" in artifacts:
-        model = exp["opts.json"].get("model", {})
+        model = exp.opts.get("model", {})
         lines.append(f"  model     {model.get('model_name_py')} / {model.get('forward_pass_py')}")
     if final := {k: v for k, v in exp.final_metrics().items() if k not in NOT_METRICS}:
         lines.append("  final     " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -126,6 +127,29 @@ def _status_line(exp: Experiment, info: dict) -> str:
     return current
 
 
+def runs_push(ref: str) -> int:
+    """Upload the staging copy of an experiment to the store its status.json names, status.json last."""
+    from playground.lab import status
+    from playground.lab.run import mirror_deadline_s
+    from playground.lab.store import Mirror
+
+    tag = ExperimentRepository(staging_root()).resolve_tag(ref)
+    folder = os.path.join(staging_root(), tag)
+    store = (status.read(folder) or {}).get("store") or ""
+    if not is_url(store):
+        raise UsageError(f"runs push {ref}: experiment {tag} in {folder} belongs to {store or 'no store'}, not an "
+                         "object store; only runs with a URL runs root are pushed")
+    try:
+        opts = status.read_json(os.path.join(folder, "opts.json"))
+    except FileNotFoundError:
+        opts = {}
+    mirror = Mirror(folder, f"{store}/{tag}", deadline_s=mirror_deadline_s(opts))
+    if unpushed := mirror.close():
+        raise UploadIncomplete(folder, mirror.url, unpushed, mirror.deadline_s)
+    print(f"pushed {len(mirror.uploaded)} file(s) of {tag} to {mirror.url}")
+    return 0
+
+
 def runs_diff(repo: ExperimentRepository, args: argparse.Namespace) -> int:
     a, b = (repo[t] for t in args.tags)
     differ = repo.diff(a.tag, b.tag)
@@ -144,41 +168,6 @@ def runs_diff(repo: ExperimentRepository, args: argparse.Namespace) -> int:
         print("".join(difflib.unified_diff(patches[0].splitlines(True), patches[1].splitlines(True),
                                            f"{a.tag}/source.git-patch", f"{b.tag}/source.git-patch")))
     return 0
-
-
-def metric_artifact(exp: Experiment, metric: str) -> str:
-    """The CSV of `exp` holding column `metric`."""
-    for name in ("test.csv", "train.csv"):
-        if name in exp and metric in exp[name].columns:
-            return name
-    raise NotFound(f"{exp.tag} records no metric {metric!r} in test.csv or train.csv")
-
-
-def compare(repo: ExperimentRepository, experiments: list[Experiment], metric: str, png: str,
-            labels: dict[str, str] | None = None) -> tuple[Any, str]:
-    """(table: per experiment the final, min and max of `metric`; the PNG path of its curves, one per run)."""
-    import pandas as pd
-
-    labels = labels or {e.tag: e.tag for e in experiments}
-    artifact = metric_artifact(experiments[0], metric)
-    melded = repo.meld_csv({e.tag: labels[e.tag] for e in experiments}, artifact, metric)
-    rows = []
-    for exp in experiments:
-        series = melded[labels[exp.tag]].dropna()
-        rows.append({"tag": exp.tag, **({"label": labels[exp.tag]} if labels[exp.tag] != exp.tag else {}),
-                     "status": exp.status, "epochs": series.index.max() if len(series) else None,
-                     f"final {metric}": series.iloc[-1] if len(series) else None,
-                     "min": series.min(), "max": series.max()})
-    plot(melded, metric, png)
-    return pd.DataFrame(rows), png
-
-
-def plot(melded: Any, metric: str, png: str) -> None:
-    from playground.plots import line_chart
-
-    lines = [(str(column), (values := melded[column].dropna()).index, values.values) for column in melded.columns]
-    line_chart(lines, png, xlabel=melded.index.name or "epoch", ylabel=metric,
-               title=f"{metric} across {len(melded.columns)} experiment(s)")
 
 
 def runs_compare(repo: ExperimentRepository, args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The Recorder: writes `exp.history` to train.csv and test.csv (and TensorBoard) as rows are recorded.
 
-The runner adds one to every experiment, after the handlers named in the opts. Only rank 0 writes. Each CSV
+Every run gets one (its phase writes each row once the handlers that add to it are done). Only rank 0 writes. Each CSV
 row is flushed to the operating system as soon as it is written, so a killed process loses no recorded row.
 On resume the files are cut back to the rows of the restored checkpoint's history, so every x appears once and
 the files equal those of an uninterrupted run except for the `date` column (and the measured throughput).
@@ -14,9 +14,9 @@ import os
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from playground import checkpoint, opts as opts_lib
+from playground import checkpoint
 from playground.errors import UsageError
-from playground.events import EventHandler
+from playground.events import EventHandler, Phase
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -137,6 +137,8 @@ class TensorBoardSink:
 class Recorder(EventHandler):
     """Writes every row of `exp.history` to its CSV (and TensorBoard when `output.tensorboard`), rank 0 only."""
 
+    phase = Phase.WRITE
+
     def __init__(self) -> None:
         self.series: dict[str, CsvSeries] = {}
         self.written: dict[str, int] = {}
@@ -152,7 +154,7 @@ class Recorder(EventHandler):
         for kind, series in self.series.items():
             series.reconcile(exp.history[kind])
         self.written = {kind: len(exp.history[kind]) for kind in SERIES}
-        if opts_lib.get(exp.opts, "output.tensorboard"):
+        if exp.info.tensorboard:
             resumed = any(name.startswith(EVENTS) for name in os.listdir(exp.folder))
             self.tensorboard = TensorBoardSink(exp.folder, exp.state.global_step + 1 if resumed else None)
 

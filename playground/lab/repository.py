@@ -15,13 +15,15 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import json
 import logging
 from typing import Any, Union
 
-from playground.errors import CheckpointError, DataError, UsageError
+from playground.errors import CheckpointError, DataError, NotFound
 from playground.lab import status
 from playground.lab.store import Store
 from playground.lab.tags import runs_root
+from playground.opts import flatten
 
 ABSENT = "<absent>"
 TEXT_SUFFIXES = (".txt", ".git-patch", ".patch", ".sha256", ".log", ".md")
@@ -30,32 +32,22 @@ UNREADABLE = "unreadable"
 log = logging.getLogger(__name__)
 
 
-class NotFound(KeyError, UsageError):
-    """No such experiment, artifact or column: a KeyError for notebooks, a usage error (exit 2) for the CLI.
-    Other KeyErrors are bugs and stay tracebacks."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys to leaf values: {"a": {"b": [{"c": 1}], "d": [1, 2]}} -> {"a.b[0].c": 1, "a.d": [1, 2]}.
-    Lists of plain values and empty containers are leaves."""
-    if isinstance(tree, dict) and tree:
-        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    if isinstance(tree, list) and any(isinstance(item, (dict, list)) for item in tree):
-        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix.rstrip('.')}[{i}].").items()}
-    return {prefix.rstrip("."): tree}
 
-
-def read_csv(data: bytes) -> Any:
-    """A time-series CSV as a DataFrame indexed by its first column; a half-written last line is left out."""
+def read_csv(data: bytes, path: str = "the CSV") -> Any:
+    """A time-series CSV as a DataFrame indexed by its first column; a half-written last line is left out. One
+    that is not a CSV (binary garbage, ragged rows) is a DataError naming `path`."""
     import pandas as pd
 
     data = data[:data.rfind(b"\n") + 1]
     if not data.strip():
         return pd.DataFrame()
-    frame = pd.read_csv(io.BytesIO(data), index_col=0)
+    try:
+        frame = pd.read_csv(io.BytesIO(data), index_col=0)
+    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: not a readable CSV ({type(e).__name__}: {' '.join(str(e).split())}); restore the "
+                        "file or delete its experiment") from None
     if "date" in frame.columns:
         frame["date"] = pd.to_datetime(frame["date"], utc=True, errors="coerce")
     return frame
@@ -68,7 +60,11 @@ class Experiment:
         self.store, self.tag = store, tag
 
     def __repr__(self) -> str:
-        return f"<Experiment: {self.tag} {self.status}>"
+        try:
+            current = self.status
+        except DataError:  # shown, not raised: a list of experiments must print whatever one of them holds
+            current = UNREADABLE
+        return f"<Experiment: {self.tag} {current}>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Experiment) and (other.store.root, other.tag) == (self.store.root, self.tag)
@@ -85,9 +81,22 @@ class Experiment:
     def info(self) -> dict:
         """status.json as written (an experiment from before the lab book has only its tag)."""
         try:
-            return status.read_json(f"{self.location}/{status.FILE}", self.store.read(self.tag, status.FILE))
+            return status.parse(f"{self.location}/{status.FILE}", self.store.read(self.tag, status.FILE))
         except FileNotFoundError:
             return {"tag": self.tag, "status": "unknown", "attempts": []}
+
+    @property
+    def opts(self) -> dict:
+        """opts.json ({} when there is none): a DataError naming it when it is not a tree of opts sections."""
+        try:
+            tree = self["opts.json"]
+        except NotFound:
+            return {}
+        if not isinstance(tree, dict) or not all(isinstance(section, dict) for section in tree.values()):
+            raise DataError(f"{self.location}/opts.json: not opts (expected a JSON object of sections such as "
+                            f'"model": {{...}}, got {json.dumps(tree)[:40]}); restore the file or delete its '
+                            "experiment")
+        return tree
 
     @property
     def status(self) -> str:
@@ -113,7 +122,7 @@ class Experiment:
         (SHA-256 checked, weights_only=True), text (.txt, .git-patch, .log) -> str, anything else -> bytes."""
         data = self.read_bytes(name)
         if name.endswith(".csv"):
-            return read_csv(data)
+            return read_csv(data, f"{self.location}/{name}")
         if name.endswith(".json"):
             return status.read_json(f"{self.location}/{name}", data)
         if name.endswith(".pt"):
@@ -137,9 +146,11 @@ class Experiment:
     def final_metrics(self) -> dict[str, float]:
         """results.json's final values when the run ended, else the last row of each CSV so far."""
         try:
-            return dict(self["results.json"]["final"])
-        except (KeyError, TypeError):
-            pass
+            results = self["results.json"]
+        except NotFound:
+            results = None
+        if isinstance(results, dict) and isinstance(results.get("final"), dict):
+            return dict(results["final"])
         final: dict[str, float] = {}
         for name in ("train.csv", "test.csv"):
             try:
@@ -240,11 +251,7 @@ class ExperimentRepository:
 
 
 def _summary_row(exp: Experiment) -> dict:
-    info = exp.info
-    try:
-        opts = exp["opts.json"]
-    except KeyError:
-        opts = {}
+    info, opts = exp.info, exp.opts
     current = status.effective(info)
     row = {"tag": exp.tag, "status": current, "start": _short_time(info.get("started")),
            "duration": _duration(info, current), "model": (opts.get("model") or {}).get("model_name_py", ""),

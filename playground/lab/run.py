@@ -8,7 +8,8 @@ Where the folder is: `output.checkpoint_folder` when set (the runs root then hol
 named by the tag), else `<runs root>/<tag>`; when the runs root is a URL, a local working copy under the staging
 folder (see tags.staging_root) that a Mirror uploads to `<url>/<tag>/`. Re-opening an unfinished experiment's
 folder (same checkpoint_folder, or `playground run --resume TAG`) continues it as a new attempt under the same
-tag; a complete one is immutable and is refused before anything is written.
+tag; a complete one is immutable and is refused before anything is written. One process at a time: the run holds
+an exclusive lock on its folder (status.held), so a second one is refused naming the first's pid and host.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from playground.errors import PlaygroundError, UsageError
+from playground import errors
+from playground.errors import AlreadyComplete, PlaygroundError, Stopped, UploadIncomplete, UsageError
 from playground.lab import provenance, status
 from playground.lab.store import Mirror, Store
 from playground.lab.tags import is_url, local_root, new_tag, runs_root
@@ -47,16 +49,12 @@ def mirror_interval_s() -> float:
     return value
 
 
-class FinishedExperiment(PlaygroundError):
-    """The experiment is complete, so it is immutable: nothing is run or written."""
+def mirror_deadline_s(opts: dict) -> float:
+    """Seconds the last upload of a run to a URL runs root may take: output.mirror_deadline_s (opts saved before
+    it existed, and the Estimator's, lack it)."""
+    from playground.opts import FRAMEWORK_OPTS, get
 
-    exit_code = 0
-
-
-class Interrupted(PlaygroundError):
-    """SIGTERM arrived outside the training loop (which checkpoints and stops on its own)."""
-
-    exit_code = 143
+    return get(opts, "output.mirror_deadline_s", FRAMEWORK_OPTS["output.mirror_deadline_s"].default)
 
 
 def find_folder(ref: str, root: str | None = None) -> str:
@@ -106,17 +104,20 @@ def _store_of(root: str) -> str:
     return root.rstrip("/") if is_url(root) else os.path.abspath(root)
 
 
-def _locate(opts: dict, resume: str | None) -> tuple[str, dict | None, str]:
-    """(folder, its status.json or None for a new experiment, runs root)."""
-    root = runs_root(opts)
+def _folder_of(opts: dict, resume: str | None, root: str) -> str:
+    """The run's local folder: the experiment resumed, output.checkpoint_folder, or a new one under the root."""
     if resume:
-        folder = find_folder(resume, root)
-        info = status.read(folder)
-        return folder, info, (info or {}).get("store") or root
-    folder = opts["output"]["checkpoint_folder"]
-    if folder:
-        return folder, status.read(folder), root
-    return os.path.join(local_root(root), new_tag()), None, root
+        return find_folder(resume, root)
+    return opts["output"]["checkpoint_folder"] or os.path.join(local_root(root), new_tag())
+
+
+def _make(folder: str) -> None:
+    """Create the run folder: a usage error naming it where that is impossible (read-only, a file in the path)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the run folder {folder} ({e.strerror}): choose a writable "
+                         "output.checkpoint_folder, or runs root (output.runs_root, $PLAYGROUND_RUNS)") from None
 
 
 def _point_root_at(root: str, tag: str, folder: str) -> None:
@@ -135,7 +136,7 @@ def _point_root_at(root: str, tag: str, folder: str) -> None:
 def _refuse_unless_resumable(folder: str, info: dict) -> None:
     current = status.effective(info)
     if current == status.FINISHED:
-        raise FinishedExperiment(f"{folder} holds a finished run (experiment {info['tag']}, complete): a finished "
+        raise AlreadyComplete(f"{folder} holds a finished run (experiment {info['tag']}, complete): a finished "
                                  "experiment is immutable, so nothing was run. Start a new one (no "
                                  "output.checkpoint_folder, or another one)")
     if current == "running" and info.get("host") == status.hostname():
@@ -149,7 +150,6 @@ def _refuse_unless_resumable(folder: str, info: dict) -> None:
 
 def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dict:
     """Write provenance (first attempt) or record what changed (later ones), and status running."""
-    os.makedirs(folder, exist_ok=True)
     if info is None:
         info = {"tag": new_tag() if opts["output"]["checkpoint_folder"] else os.path.basename(folder),
                 "created": status.now(), "attempts": []}
@@ -174,7 +174,7 @@ def _begin_attempt(folder: str, info: dict | None, opts: dict, root: str) -> dic
 def _changes_since_first(folder: str, opts: dict, first_source: dict, number: int) -> dict:
     """Opts and source changes of a resumed attempt, recorded beside (never over) the first attempt's files."""
     from playground import checkpoint
-    from playground.lab.repository import flatten
+    from playground.opts import flatten
 
     changes: dict[str, Any] = {}
     before, after = flatten(status.read_json(os.path.join(folder, "opts.json"))), flatten(opts)
@@ -203,14 +203,12 @@ def _end_attempt(folder: str, info: dict, outcome: str, error: str | None) -> No
 
 def outcome_of(error: BaseException | None) -> tuple[str, str | None]:
     """(status, error text) for how the attempt's block ended."""
-    from playground.anyexp import Stopped
-    from playground.runner import AlreadyComplete
-
-    if error is None or isinstance(error, AlreadyComplete):
-        return "complete", None
-    if isinstance(error, (Stopped, Interrupted, KeyboardInterrupt)):
-        return "interrupted", str(error) or type(error).__name__
-    return "failed", f"{type(error).__name__}: {error}"
+    outcome = errors.outcome_of(error)
+    if outcome == errors.COMPLETE:
+        return outcome, None
+    if outcome == errors.INTERRUPTED:
+        return outcome, str(error) or type(error).__name__
+    return outcome, f"{type(error).__name__}: {error}"
 
 
 @contextmanager
@@ -223,7 +221,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise Interrupted("stopped by SIGTERM before training started or after it ended; re-run to resume")
+        raise Stopped("stopped by SIGTERM before training started or after it ended; re-run to resume")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -234,8 +232,23 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 @contextmanager
 def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
-    """Open an attempt at an experiment (see the module docstring); yields its local folder."""
-    folder, info, root = _locate(opts, resume)
+    """Open an attempt at an experiment (see the module docstring); yields its local folder. The process holds
+    the folder's lock from before status.json is read until the final status is written."""
+    root = runs_root(opts)
+    folder = _folder_of(opts, resume, root)
+    if is_url(root) and not os.path.isdir(folder):
+        mirror_interval_s()  # a bad value fails before a folder is made
+    _make(folder)
+    with status.held(folder), _attempt(folder, opts, resume, root):
+        yield folder
+
+
+@contextmanager
+def _attempt(folder: str, opts: dict, resume: str | None, root: str) -> Iterator[None]:
+    """Refuse a finished experiment, else record the attempt: running now, and how the block ended."""
+    info = status.read(folder)
+    if resume:
+        root = (info or {}).get("store") or root
     if info is not None:
         _refuse_unless_resumable(folder, info)
     interval_s = mirror_interval_s() if is_url((info or {}).get("store") or root) else None
@@ -245,19 +258,30 @@ def open_run(opts: dict, resume: str | None = None) -> Iterator[str]:
         _point_root_at(root, tag, folder)
     attempt = info["attempts"][-1]["attempt"]
     print(f"experiment {tag}{f' (attempt {attempt})' if attempt > 1 else ''}: {folder}", flush=True)
-    mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s).start() if interval_s else None
+    mirror = None
+    if interval_s:
+        mirror = Mirror(folder, f"{info['store']}/{tag}", interval_s, mirror_deadline_s(opts)).start()
     error: BaseException | None = None
     try:
         with _sigterm_interrupts():
-            yield folder
+            yield
     except BaseException as e:
         error = e
         raise
     finally:
         outcome, text = outcome_of(error)
-        _end_attempt(folder, info, outcome, text)
-        if mirror is not None:
-            mirror.close()
+        try:
+            _end_attempt(folder, info, outcome, text)
+        except PlaygroundError as status_error:  # e.g. the disk that failed the run is still full
+            if error is None:
+                raise
+            log.error("could not record the attempt's end (%s); the error that ended it follows", status_error)
+        finally:
+            if mirror is not None and (unpushed := mirror.close()):
+                incomplete = UploadIncomplete(folder, mirror.url, unpushed, mirror.deadline_s)
+                if error is None:
+                    raise incomplete
+                log.error("%s", incomplete)  # the attempt's own error is the one to exit with
 
 
 @contextmanager

@@ -29,21 +29,15 @@ from typing import Any
 
 from playground import checkpoint
 from playground import opts as opts_lib
-from playground.errors import OptsError, PlaygroundError, UsageError
+from playground.errors import OptsError, PlaygroundError, Stopped, UsageError
 from playground.lab import status
-from playground.lab.run import create
+from playground.lab.run import create, mirror_deadline_s
 from playground.lab.store import Mirror
 from playground.lab.tags import is_url, local_root, runs_root
 from playground.workers import usable_cores
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
-
-
-class SweepInterrupted(PlaygroundError):
-    """The sweep was stopped by a signal; its running points checkpointed. Re-running it resumes them."""
-
-    exit_code = 143
 
 
 def split_values(raw: str) -> list[str]:
@@ -139,12 +133,17 @@ class Sweep:
         if os.path.exists(self.path):
             saved = status.read_json(self.path)
             self.tags = [p.get("tag") for p in saved["points"]]
-        resolved = self.resolve()
+        resolved, store_answers = self.resolve(), is_url(self.root)
         for i, (point, opts) in enumerate(zip(self.points, resolved)):
             if self.tags[i] is None or not self.status(i):
                 self.tags[i], folder = create(opts, self.root, sweep={"id": self.id, "point": point, "index": i})
-                if is_url(self.root):  # queued points are visible in the store, and resumable from elsewhere
-                    Mirror(folder, f"{self.root.rstrip('/')}/{self.tags[i]}").close(tries=2)
+                if store_answers:  # queued points are visible in the store, and resumable from elsewhere
+                    mirror = Mirror(folder, f"{self.root.rstrip('/')}/{self.tags[i]}",
+                                    deadline_s=mirror_deadline_s(opts))
+                    if mirror.close():  # one wait for a dead store is enough: each point's run uploads it anyway
+                        store_answers = False
+                        log.warning("%s did not answer within %g s; queued points stay local until they run",
+                                    self.root, mirror.deadline_s)
                 self.save()
         self.save()
 
@@ -247,7 +246,7 @@ class _Launcher:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         if self.signals:
-            raise SweepInterrupted(f"sweep {self.sweep.id} stopped by {signal.Signals(self.signals[0]).name}; "
+            raise Stopped(f"sweep {self.sweep.id} stopped by {signal.Signals(self.signals[0]).name}; "
                                    "re-run the same command to resume it")
 
     def launch(self, i: int, group: int) -> None:
@@ -308,17 +307,17 @@ def command(args: argparse.Namespace) -> int:
 
 def _conclude(sweep: Sweep, metric: str) -> None:
     """The comparison table and plot of whatever has run so far."""
-    from playground.lab import commands
+    from playground.lab.compare import compare, table
     from playground.lab.repository import ExperimentRepository, NotFound
 
-    print(commands.table(sweep.results()))
+    print(table(sweep.results()))
     repo = ExperimentRepository(sweep.root)
     ran = [repo[t] for t in sweep.tags if t and any(n.endswith(".csv") for n in repo[t].list_artifacts())]
     if not ran:
         return
     labels = {e.tag: describe_point(sweep.points[sweep.tags.index(e.tag)]) for e in ran}
     try:
-        _, png = commands.compare(repo, ran, metric, os.path.join(sweep.folder, f"{sweep.id}_{metric}.png"), labels)
+        _, png = compare(repo, ran, metric, os.path.join(sweep.folder, f"{sweep.id}_{metric}.png"), labels)
     except NotFound as e:
         log.warning("no plot: %s", e)
         return
