@@ -1,4 +1,5 @@
-"""The opts tree: loading JSON safely, `--set` overrides, the framework's declared keys, and validation.
+"""The opts: the framework's declared keys, validation, defaults and the reference table (reading the tree and
+`--set` are playground.opts_tree's).
 
 Every framework key is declared once in `FRAMEWORK_OPTS` with its type, default, rule and allowed values; the
 README's opts reference and `--dry-run` read the same table. Components may declare the keys they read in a
@@ -13,18 +14,17 @@ import difflib
 import json
 import math
 import operator
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from playground.errors import UsageError
+from playground.opts_tree import (  # the tree's own functions, re-exported for callers  # noqa: F401
+    MAX_DEPTH, apply_set, flatten, get, load_opts, parse_json, parse_value, set_dotted)
 from playground.slots import OPTIMIZER_KEY, SLOTS
 
 REQUIRED = "required"  # present and non-empty
 NULLABLE = "nullable"  # present, may be null or empty (the seed's "mandatory nullable")
 OPTIONAL = "optional"  # may be left out or null: the default applies
-MAX_DEPTH = 32  # levels of nesting: deeper opts could not be saved in a checkpoint (torch.save recursion)
 INT64_MAX = 2**63 - 1  # torch and numpy take integers as C 64-bit ones
 
 
@@ -150,111 +150,6 @@ FRAMEWORK_OPTS[OPTIMIZER_KEY] = Opt(_STR, "", OPTIONAL, "Optimizer component: th
 
 ALWAYS_RECORDED = ("secs_per_train", "samples_per_sec")
 SECTIONS = sorted({key.split(".")[0] for key in FRAMEWORK_OPTS})
-
-
-# ---------------------------------------------------------------------------------------------- loading
-
-
-class _NotFinite(float):
-    """A NaN or Infinity found while parsing; reported with its dotted key by `validate`."""
-
-
-class _JsonObject(dict):
-    """A JSON object that remembers keys given twice (json keeps the last one silently)."""
-
-    duplicates: list[str]
-
-
-def _object_pairs(pairs: list[tuple[str, Any]]) -> _JsonObject:
-    obj = _JsonObject()
-    obj.duplicates = []
-    for key, value in pairs:
-        if key in obj:
-            obj.duplicates.append(key)
-        obj[key] = value
-    return obj
-
-
-def parse_json(text: str, source: str) -> Any:
-    """Parse JSON, keeping duplicate keys and NaN/Infinity visible to `validate` instead of silently accepting."""
-    try:
-        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=lambda c: _NotFinite(c))
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except ValueError:  # Python refuses integers of more than 4300 digits
-        raise UsageError(f"{source}: a number has too many digits to read; give a shorter one") from None
-    except RecursionError:
-        raise UsageError(f"{source}: nested too deeply to read; opts nest at most {MAX_DEPTH} levels") from None
-
-
-def load_opts(arg: str) -> dict:
-    """The opts tree from `--parameters-json`: inline JSON or a path to a .json file, `{"opts": {...}}` or bare."""
-    text, source = arg, "--parameters-json"
-    if not arg.lstrip().startswith("{"):
-        if not os.path.isfile(arg):
-            raise UsageError(f"--parameters-json {arg!r} is neither inline JSON nor an existing .json file")
-        with open(arg, encoding="utf-8") as f:
-            text, source = f.read(), arg
-    tree = parse_json(text, source)
-    if not isinstance(tree, dict):
-        raise UsageError(f"{source}: expected a JSON object holding the opts, got {type(tree).__name__}")
-    if set(tree) == {"opts"}:
-        tree = tree["opts"]
-        if not isinstance(tree, dict):
-            raise UsageError(f'{source}: "opts" must be a JSON object')
-    return tree
-
-
-def apply_set(opts: dict, assignment: str) -> None:
-    """Apply one `--set dotted.key=VALUE`: VALUE is parsed as JSON, else taken as a string."""
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise UsageError(f"--set {assignment!r}: expected dotted.key=VALUE, e.g. --set epoch_iter.num_epochs=3")
-    set_dotted(opts, key.strip(), parse_value(raw, f"--set {key}"), f"--set {key}")
-
-
-def parse_value(raw: str, source: str) -> Any:
-    """A value given on the command line: JSON when it parses (numbers, true, lists...), else the text itself.
-    NaN, Infinity and keys given twice are kept marked, for validation to report."""
-    try:
-        return parse_json(raw, source)
-    except UsageError:
-        return raw
-
-
-def set_dotted(opts: dict, key: str, value: Any, where: str) -> None:
-    """opts[dotted key] = value, creating the objects on the way; `where` names the setting in errors."""
-    *parents, leaf = key.split(".")
-    if not all([*parents, leaf]):
-        raise UsageError(f"{where}: {key!r} has an empty part between dots; write each key of the path, e.g. "
-                         "model_param.seed")
-    node = opts
-    for i, part in enumerate(parents):
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UsageError(f"{where}: {'.'.join(parents[:i + 1])} is not an object, so it has no keys")
-    node[leaf] = value
-
-
-def get(opts: dict, dotted: str, default: Any = None) -> Any:
-    """The value at a dotted key, or `default` when any part is missing."""
-    node: Any = opts
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys to leaf values, to compare two opts trees key by key (runs diff, a resumed attempt, the hosts
-    of one run): {"a": {"b": [{"c": 1}], "d": [1, 2]}} -> {"a.b[0].c": 1, "a.d": [1, 2]}. Lists of plain values
-    and empty containers are leaves."""
-    if isinstance(tree, dict) and tree:
-        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    if isinstance(tree, list) and any(isinstance(item, (dict, list)) for item in tree):
-        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix.rstrip('.')}[{i}].").items()}
-    return {prefix.rstrip("."): tree}
 
 
 # ---------------------------------------------------------------------------------------------- validation

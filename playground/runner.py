@@ -136,8 +136,6 @@ def prepare(raw: dict) -> tuple[dict, Components]:
 def combination_problems(opts: dict) -> list[str]:
     """Problems only visible in combination: devices and batch arithmetic."""
     problems, dist_opts = [], opts["distributed"]
-    if dist_opts["num_shards"] < 1:
-        return ['distributed.num_shards: must be at least 1 (the number of hosts), e.g. "num_shards": 1']
     if dist_opts["num_gpus"] > 0:
         available = torch.cuda.device_count()
         if dist_opts["first_gpu_id"] + dist_opts["num_gpus"] > available:
@@ -147,9 +145,7 @@ def combination_problems(opts: dict) -> list[str]:
     elif dist_opts["num_cpus"] < 1:
         problems.append('distributed.num_cpus: must be at least 1 when num_gpus is 0, e.g. "num_cpus": 1')
     epoch_iter = opts["epoch_iter"]
-    if epoch_iter["batch_per_device"] < 1:
-        problems.append('epoch_iter.batch_per_device: must be at least 1, e.g. "batch_per_device": 32')
-    elif epoch_iter["num_train_sample_per_epoch"] < total_batch_size(opts):
+    if epoch_iter["num_train_sample_per_epoch"] < total_batch_size(opts):
         problems.append(f"epoch_iter.num_train_sample_per_epoch: {epoch_iter['num_train_sample_per_epoch']} is "
                         f"less than one global batch ({total_batch_size(opts)}); raise it or lower batch_per_device")
     return problems

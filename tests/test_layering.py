@@ -120,4 +120,4 @@ def test_flatten_is_a_function_of_the_opts_tree_with_one_home():
     assert opts.flatten({"a": {"b": [{"c": 1}], "d": [1, 2]}, "e": {}}) == {"a.b[0].c": 1, "a.d": [1, 2], "e": {}}
     assert repository.flatten is opts.flatten
     definers = [path.name for path in module_files().values() if "def flatten(" in path.read_text()]
-    assert definers == ["opts.py"]
+    assert definers == ["opts_tree.py"]

@@ -26,7 +26,11 @@ class Blobs(dict):
 class Experiment(AnyExp):
     """Any network mapping inputs to class scores, trained with (optionally smoothed) cross-entropy."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label_smoothing = self.opts["model_param"]["label_smoothing"]  # read once, not per batch
+
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict:
         logits = self.model(inputs)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.opts["model_param"]["label_smoothing"])
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         return Blobs(loss=loss, logits=logits, label=labels)
