@@ -22,6 +22,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
         "sgd_param_update": "playground.builtins.sgd_param_update",
+        "torch_recipe": "playground.builtins.torch_recipe",
         "explicit_resnet_param_update": "resnetdemo.explicit_resnet_param_update",
         "caffe2_resnet50_default_param_update": "resnetdemo.explicit_resnet_param_update",  # the seed's name
     },

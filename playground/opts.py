@@ -33,7 +33,8 @@ class Opt:
     """One declared key: accepted JSON types, default when left out or null, rule, the one-line meaning, and what a
     value must be: one of `choices` (when only a few are allowed), within the range (numbers are never negative
     unless `minimum` says otherwise), each list element as `items` declares, each known field of an object as
-    `fields` declares, and `check(value, resolved_opts)`, a rule involving other keys, returns no problem."""
+    `fields` declares, and `check(value, resolved_opts)`, a rule involving other keys, returns no problem ("" or
+    []; a problem starting with "." or "[" is about a field or element of the key: ".params.eps: ...")."""
 
     types: tuple[type, ...]
     default: Any = None
@@ -286,12 +287,17 @@ def validate(opts: dict, declared: dict[str, Opt] = FRAMEWORK_OPTS) -> list[str]
     problems += _output_problems(opts) + _near_miss_problems(opts, declared)
     if not problems:
         resolved = with_defaults(opts, declared)
-        problems = [f"{key}: {problem}" for key, opt in declared.items() if opt.check
-                    and (value := get(resolved, key)) is not None and (problem := opt.check(value, resolved))]
+        problems = [f"{key}{problem}" if problem.startswith((".", "[")) else f"{key}: {problem}"
+                    for key, opt in declared.items() if opt.check and (value := get(resolved, key)) is not None
+                    for problem in _as_list(opt.check(value, resolved))]
     return problems
 
 
 _MISSING = object()
+
+
+def _as_list(problems: str | list[str]) -> list[str]:
+    return [problems] if isinstance(problems, str) and problems else list(problems or [])
 
 
 def value_problems(values: dict[str, Any]) -> list[str]:

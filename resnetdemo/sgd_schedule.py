@@ -16,12 +16,11 @@ import torch
 from torch import nn
 
 from playground.builtins.sgd_param_update import nesterov_needs_momentum
+from playground.builtins.torch_recipe import split_decay_groups
 from playground.opts import OPTIONAL, REQUIRED, Opt
 
 SCHEDULES = ("step", "cosine", "constant")
 SCALINGS = ("none", "linear")
-# Layers whose parameters are normalisation scales and shifts (BatchNorm, SyncBatchNorm, InstanceNorm share _NormBase).
-NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 _NUM, _INT, _BOOL, _STR, _LIST = (int, float), (int,), (bool,), (str,), (list,)
 
@@ -109,18 +108,6 @@ def build_scheduler(exp: Any, optimizer: torch.optim.Optimizer) -> torch.optim.l
         return schedule.factor(step)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-
-
-def split_decay_groups(network: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(weights that decay, norm parameters and biases that do not), each parameter exactly once."""
-    decay, no_decay, seen = [], [], set()
-    for module in network.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if id(param) in seen:
-                continue
-            seen.add(id(param))
-            (no_decay if isinstance(module, NORM_LAYERS) or name == "bias" else decay).append(param)
-    return decay, no_decay
 
 
 def learning_rate(exp: Any) -> float:
