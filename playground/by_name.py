@@ -99,8 +99,9 @@ class Kind:
             elif value == AUTO and name in auto:
                 continue
             elif name in accepted and _accepts(accepted[name], value) is False:
-                wanted = (inspect.formatannotation(accepted[name].annotation)
-                          if accepted[name].annotation is not _EMPTY else f"like its default {accepted[name].default!r}")
+                annotation = accepted[name].annotation
+                wanted = (inspect.formatannotation(annotation) if annotation is not _EMPTY
+                          else f"a value like its default {accepted[name].default!r}")
                 problems.append(f"{where}: {cls.__name__} takes {wanted}, got {json.dumps(value)}")
         given = spec.get("params") or {}
         problems += [f".params.{name}: missing; {cls.__name__} requires it" for name, p in accepted.items()

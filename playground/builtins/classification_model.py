@@ -23,9 +23,10 @@ OPTS = {
     "model_param.label_smoothing": Opt((int, float), 0.0, doc="Label smoothing of the cross-entropy loss (the "
                                        "same as model_param.loss.params.label_smoothing).", maximum=1,
                                        check=_smoothing_applies),
-    "model_param.loss": spec_opt("Loss: a torch.nn loss class or a dotted path to a torch.nn.Module class, and its keyword "
-                                 "arguments; called as loss(logits, labels).", '{"type": "CrossEntropyLoss", '
-                                 '"params": {"label_smoothing": 0.1}}', {"type": "CrossEntropyLoss", "params": {}},
+    "model_param.loss": spec_opt("Loss: a torch.nn loss class or a dotted path to a torch.nn.Module class, and "
+                                 "its keyword arguments; called as loss(logits, labels).",
+                                 '{"type": "CrossEntropyLoss", "params": {"label_smoothing": 0.1}}',
+                                 {"type": "CrossEntropyLoss", "params": {}},
                                  check=lambda spec, opts: LOSSES.problems(spec)),
 }
 

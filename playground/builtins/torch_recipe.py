@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from playground.by_name import AUTO, Kind, spec_opt
+from playground.by_name import Kind, spec_opt
 from playground.opts import REQUIRED, Opt
 from playground.runner import total_batch_size
 
@@ -50,7 +50,7 @@ def _scheduler_problems(spec: dict, opts: dict) -> list[str]:
         return [f".warmup.epochs: must be shorter than epoch_iter.num_epochs ({num_epochs}), got {warmup['epochs']}"]
     auto = auto_params(spec, epoch_iterations, num_epochs, opts["model_param"]["base_learning_rate"])
     if _optimizer_problems(opts["model_param"]["optimizer"], opts):
-        return SCHEDULERS.problems(spec, auto=auto, probe=False)  # the signature alone: model_param.optimizer reports the rest
+        return SCHEDULERS.problems(spec, auto=auto, probe=False)  # model_param.optimizer reports the rest
     probe = build_optimizer_from(opts["model_param"], nn.Linear(1, 1))
     return SCHEDULERS.problems(spec, probe, auto=auto)
 
