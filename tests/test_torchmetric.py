@@ -53,8 +53,9 @@ def _rank(rank: int, store_path: str, slices: list[slice], queue) -> None:
     for part in slices[rank]:
         all_meters = meters()
         for start in range(part.start, part.stop, 16):
+            batch = slice(start, min(start + 16, part.stop))
             for meter in all_meters.values():
-                meter.update({"s": scores[start:min(start + 16, part.stop)], "y": labels[start:min(start + 16, part.stop)]})
+                meter.update({"s": scores[batch], "y": labels[batch]})
         results.append(distributed.compute_all(all_meters, exp))
     queue.put((rank, results))
     dist.destroy_process_group()
@@ -167,16 +168,44 @@ def test_nothing_measured_is_nan_and_reset_starts_a_new_pass():
     assert meter.compute() == one_process_values(scores, labels)["f1"]
 
 
-def test_a_meter_that_can_not_be_made_exact_over_ranks_is_refused():
-    class Median:
-        def reset(self): ...
-        def update(self, blobs): ...
-        def compute(self): return 0.0
+MEDIAN = """
+class Median:
+    \"\"\"A meter with neither sums nor sync.\"\"\"
 
+    def reset(self):
+        pass
+
+    def update(self, blobs):
+        pass
+
+    def compute(self):
+        return 0.0
+"""
+
+
+def test_a_meter_that_can_not_be_made_exact_over_ranks_is_refused():
+    namespace = {}
+    exec(MEDIAN, namespace)
+    Median = namespace["Median"]
     with pytest.raises(UsageError, match=r"'test_median' can't be computed over 2 processes: a meter needs additive "
                                          r"`sums` or a `sync\(group\)` method"):
         distributed.check_meters({"test_loss": ComputeLoss(), "test_median": Median(), "f1": meters()["f1"]}, 2)
     distributed.check_meters({"test_median": Median()}, 1)  # one process: nothing to merge
+
+
+def test_a_distributed_run_with_such_a_meter_stops_before_training(tiny_opts, tmp_path):
+    (tmp_path / "median_meter.py").write_text(MEDIAN)
+    tiny_opts["output"].update(plots=[], metrics=[{"name": "test_median", "meter_py": "median_meter.Median",
+                                                   "meter_kargs": {}, "is_train": False}])
+    tiny_opts["distributed"]["num_cpus"] = 2
+    tiny_opts["epoch_iter"]["batch_per_device"] = 32
+    env = {**run_env(), "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    done = subprocess.run([sys.executable, "-m", "playground", "run", "--parameters-json",
+                           write_opts(tmp_path, tiny_opts)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "'test_median' can't be computed over 2 processes" in done.stdout + done.stderr
+    assert not list((tmp_path / "run").glob("model_*.pt"))
 
 
 def test_import_playground_does_not_import_torchmetrics():
