@@ -42,6 +42,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
     "meter": {
         "ComputeLoss": "playground.meters.ComputeLoss",
         "ComputeTopKAccuracy": "playground.meters.ComputeTopKAccuracy",
+        "TorchMetric": "playground.meters.TorchMetric",
     },
     "handler": {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",

@@ -63,6 +63,7 @@ class AnyExp:
         self.meters = {m.name: (m.is_train, m.meter) for m in parts.metrics}
         self.train_meters = {m.name: m.meter for m in parts.metrics if m.is_train}
         self.test_meters = {m.name: m.meter for m in parts.metrics if not m.is_train}
+        distributed.check_meters({m.name: m.meter for m in parts.metrics}, self.world_size)
         self.handlers = list(parts.handlers)
         self.dispatch = dispatch_table(self.handlers)
         self.gen_output = parts.gen_output or output_generator.gen_output

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
-from playground.errors import PlaygroundError, RankError
+from playground.errors import PlaygroundError, RankError, UsageError
 from playground.state import StopRequest
 
 if TYPE_CHECKING:
@@ -127,45 +127,56 @@ def agree_stop(exp: AnyExp, *, now: bool = False) -> None:
 # ---------------------------------------------------------------------------------------------- meters
 
 
-def compute_all(meters: dict[str, Meter], exp: AnyExp) -> dict[str, float]:
-    """Every meter's value over all ranks, in one all-reduce whatever their number.
+def check_meters(meters: dict[str, Meter], world_size: int) -> None:
+    """With several processes every meter must be exact over all ranks: additive `sums`, or `sync(group)`.
+    Averaging per-rank values would be wrong for F1, AUROC and any metric that is not a mean over samples."""
+    if world_size == 1:
+        return
+    if inexact := [name for name, meter in meters.items() if not hasattr(meter, "sums") and not hasattr(meter, "sync")]:
+        raise UsageError(f"output.metrics: {', '.join(map(repr, inexact))} can't be computed over {world_size} "
+                         "processes: a meter needs additive `sums` or a `sync(group)` method (see the Meter protocol "
+                         "in playground/slots.py); run with one process, or use TorchMetric")
 
-    Meters that keep `sums` are reduced exactly (sums of counts, never averages of averages; a rank that
-    measured nothing, such as one left out of the test set's last batch, contributes zeros). Their lengths are
-    agreed at the first reduction of these meters (one more all-reduce, once) and must not change afterwards.
-    Other meters' values are averaged over the ranks.
+
+def compute_all(meters: dict[str, Meter], exp: AnyExp) -> dict[str, float]:
+    """Every meter's value over all ranks, the same on every rank.
+
+    Meters that keep `sums` are reduced exactly in one all-reduce whatever their number (sums of counts, never
+    averages of averages; a rank that measured nothing, such as one left out of the test set's last batch,
+    contributes zeros). Their lengths are agreed at the first reduction of these meters (one more all-reduce,
+    once) and must not change afterwards. The others are synced (`sync(group)`, in the order of the metrics, on
+    the control group: their states travel as CPU tensors) before each computes its value. check_meters has
+    refused meters offering neither.
     """
     if exp.world_size == 1 or not meters:
         return {name: meter.compute() for name, meter in meters.items()}
     exact = {name: m for name, m in meters.items() if hasattr(m, "sums")}
-    other = {name: m for name, m in meters.items() if name not in exact}
     device = exp.device
     known = exp.state.reduction_lengths
     key = tuple(exact)
-    if key not in known:
+    if exact and key not in known:
         lengths = torch.tensor([0 if m.sums is None else len(m.sums) for m in exact.values()], dtype=torch.int64,
                                device=device)
-        if exact:
-            dist.all_reduce(lengths, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lengths, op=dist.ReduceOp.MAX)
         known[key] = lengths.tolist()
     parts = []
-    for (name, meter), n in zip(exact.items(), known[key]):
+    for (name, meter), n in zip(exact.items(), known.get(key, ())):
         if meter.sums is not None and len(meter.sums) != n:
             raise PlaygroundError(f"meter {name!r}: its sums changed length from {n} to {len(meter.sums)}; a "
                                   "meter's sums must keep their length for distributed reduction")
         parts.append(torch.zeros(n, dtype=torch.float64, device=device) if meter.sums is None
                      else meter.sums.to(device=device, dtype=torch.float64))
-    parts += [torch.tensor([m.compute()], dtype=torch.float64, device=device) for m in other.values()]
-    flat = torch.cat(parts)
-    dist.all_reduce(flat)
-    values, offset = {}, 0
-    for (name, meter), n in zip(exact.items(), known[key]):
-        meter.sums = flat[offset:offset + n]
-        values[name] = meter.compute()
-        offset += n
-    for i, name in enumerate(other):
-        values[name] = flat[offset + i].item() / exp.world_size
-    return values
+    if parts:
+        flat = torch.cat(parts)
+        dist.all_reduce(flat)
+        offset = 0
+        for meter, n in zip(exact.values(), known[key]):
+            meter.sums = flat[offset:offset + n]
+            offset += n
+    for name, meter in meters.items():
+        if name not in exact:
+            meter.sync(_control_group)
+    return {name: meter.compute() for name, meter in meters.items()}
 
 
 # ---------------------------------------------------------------------------------------------- restoring

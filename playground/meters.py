@@ -1,12 +1,19 @@
-"""Meters: accumulate sums over batches, report one number. Built-ins: ComputeLoss and ComputeTopKAccuracy.
+"""Meters: accumulate over batches, report one number. Built-ins: ComputeLoss, ComputeTopKAccuracy, TorchMetric.
 
 A meter keeps its running sums in a 1-D float64 tensor `sums` on the batch's device, so measuring costs no
 host synchronisation until `compute()`, and distributed runs reduce test metrics exactly by all-reducing
-`sums` (sums of counts, never averages of averages).
+`sums` (sums of counts, never averages of averages). TorchMetric, whose values need every sample, syncs its states.
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import warnings
+from typing import Any
+
 import torch
+
+from playground.errors import UsageError
 
 
 class Meter:
@@ -64,3 +71,84 @@ class ComputeTopKAccuracy(Meter):
             hits = (scores.topk(k, dim=-1).indices == labels.unsqueeze(-1)).any(dim=-1)
         correct = hits.sum(dtype=torch.float64)
         return torch.stack((correct, correct.new_tensor(len(labels))))
+
+
+class TorchMetric:
+    """Any torchmetrics metric, by class name: `type` (e.g. "MulticlassF1Score", "MulticlassAUROC"), built with
+    `params`, updated with the blobs named by blob_name (as positional arguments, e.g. [preds, target]).
+
+    Its value needs every sample (F1, AUROC and mAP do not average over batches or ranks), so distributed runs
+    call sync(): every rank's states are gathered exactly, through torchmetrics' own sync, and every rank
+    computes the same global value. torchmetrics is imported here, only when a metric uses it.
+    """
+
+    def __init__(self, type: str, params: dict | None = None, blob_name: str | list[str] = ("softmax", "label")):
+        import torchmetrics  # a second or two: only runs that use it pay
+
+        names = [blob_name] if isinstance(blob_name, str) else blob_name
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"blob_name must be a blob name or a list of them, got {blob_name!r}")
+        if params is not None and not isinstance(params, dict):
+            raise ValueError(f"params must be an object of {type}'s arguments, got {params!r}")
+        known = _torchmetrics_classes(torchmetrics)
+        if type not in known:
+            close = difflib.get_close_matches(str(type), known, n=5, cutoff=0.5)
+            hint = f"closest: {', '.join(close)}" if close else "e.g. MulticlassF1Score, MulticlassAUROC"
+            raise ValueError(f"type {type!r} is not a torchmetrics metric ({hint})")
+        try:
+            self.metric = known[type](**(params or {}), sync_on_compute=False)  # syncing is ours: see sync()
+        except Exception as e:  # noqa: BLE001 - whatever the constructor says of its arguments, they are at fault
+            raise ValueError(f"params do not build {type}: {e}") from None
+        self.type, self.blob_name, self.names = type, blob_name, list(names)
+        self.updates = 0  # batches measured, over every rank after sync(); none: compute() is nan
+
+    def reset(self) -> None:
+        self.metric.reset()
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, blobs: dict) -> None:
+        args = [blobs[name].detach() for name in self.names]
+        if self.metric.device != args[0].device:
+            self.metric.to(args[0].device)  # its states live where the batches are
+        self.metric.update(*args)
+        self.updates += 1
+
+    def sync(self, group: Any = None) -> None:
+        """Make the states the union of every rank's in `group` (a collective; CPU tensors travel, so any
+        group works). A rank that measured nothing contributes nothing."""
+        counts = [0] * torch.distributed.get_world_size(group)
+        torch.distributed.all_gather_object(counts, self.updates, group=group)
+        self.updates = sum(counts)
+        if self.metric._is_synced:  # synced for an earlier compute_all without a reset in between
+            self.metric.unsync()
+        self.metric.sync(dist_sync_fn=functools.partial(_gather_all, group=group), distributed_available=lambda: True)
+
+    def compute(self) -> float:
+        if not self.updates:
+            return float("nan")
+        with warnings.catch_warnings():  # a rank that measured nothing holds the others' states after sync()
+            warnings.filterwarnings("ignore", message=".*compute.*before.*update", category=UserWarning)
+            value = self.metric.compute()
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise UsageError(f"output.metrics: TorchMetric {self.type} gives {shape}, not one number; set its "
+                             "meter_kargs.params so that it reduces to one (e.g. \"average\": \"macro\")")
+        return value.item()
+
+
+def _gather_all(tensor: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
+    """Every rank's `tensor` (torchmetrics' dist_sync_fn). Unlike its default, any shapes and dtypes: a rank that
+    measured nothing holds an empty placeholder, left out."""
+    gathered = [None] * torch.distributed.get_world_size(group)
+    torch.distributed.all_gather_object(gathered, tensor.cpu(), group=group)
+    return [t.to(tensor.device) for t in gathered if t.numel()] or [tensor]
+
+
+def _torchmetrics_classes(torchmetrics: Any) -> dict[str, type]:
+    """The metric classes by name: torchmetrics' own and its task packages' (MulticlassF1Score lives in one)."""
+    packages = [torchmetrics] + [getattr(torchmetrics, name) for name in ("classification", "regression",
+                                 "retrieval", "aggregation", "clustering", "nominal", "segmentation", "image",
+                                 "text", "audio", "detection", "multimodal") if hasattr(torchmetrics, name)]
+    return {name: cls for package in packages for name in getattr(package, "__all__", ())
+            if isinstance(cls := getattr(package, name, None), type) and issubclass(cls, torchmetrics.Metric)}

@@ -75,8 +75,12 @@ class CheckpointPath(Protocol):
 
 
 class Meter(Protocol):
-    """A class built with meter_kargs. update(blobs) on every batch it measures; compute() -> float. An attribute
-    `sums` (a 1-D tensor) lets distributed runs reduce it exactly."""
+    """A class built with meter_kargs. reset() before each test pass and each recorded training iteration;
+    update(blobs) on every batch it measures; compute() -> float. With several processes it must be exact over
+    all ranks, one of two ways (else the run is refused; values are never averaged over ranks): an attribute
+    `sums` (a 1-D tensor of additive state, e.g. [correct, count]), all-reduced before compute(); or a method
+    sync(group), called on every rank before compute(), that makes its state the union of every rank's in the
+    torch.distributed `group` (CPU tensors; None: the default group), so every rank computes the global value."""
 
     def reset(self) -> None: ...
     def update(self, blobs: dict) -> None: ...
