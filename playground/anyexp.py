@@ -111,6 +111,8 @@ class AnyExp:
                 return
         self.state.epoch, self.state.iteration = epoch + 1, 0
         self.fire(Event.EPOCH_END)
+        if hasattr(self.lr_scheduler, "epoch_end"):  # a schedule on a test metric (ReduceLROnPlateau)
+            self.lr_scheduler.epoch_end(self)
         distributed.agree_stop(self, now=True)
         self.save_checkpoint()
 

@@ -44,7 +44,8 @@ class ForwardPass(Protocol):
 
 class ParameterUpdate(Protocol):
     """Builds the optimizer; optionally also build_lr_scheduler(exp, optimizer) -> LRScheduler, stepped after
-    every training iteration."""
+    every training iteration. A scheduler may also define epoch_end(exp), called at each epoch's end once its test
+    pass is recorded (before the epoch's checkpoint): how ReduceLROnPlateau reads its metric."""
 
     def build_optimizer(self, exp: RunInfo, network: torch.nn.Module) -> torch.optim.Optimizer: ...
 

@@ -29,9 +29,8 @@ OPTIMIZERS = Kind("optimizer", torch.optim, torch.optim.Optimizer,
 SCHEDULERS = Kind("LR scheduler", torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler,
                   supplied={"optimizer": "model_param.optimizer", "last_epoch": "a resumed run restores it"},
                   excluded={"LambdaLR": _NEEDS_CODE, "MultiplicativeLR": _NEEDS_CODE, "SequentialLR": _NEEDS_CODE,
-                            "ChainedScheduler": _NEEDS_CODE,
-                            "ReduceLROnPlateau": "it needs a test metric at each step, which the loop does not give "
-                            "schedulers; use a fixed schedule, or the EarlyStopping handler"})
+                            "ChainedScheduler": _NEEDS_CODE})
+PLATEAU = "ReduceLROnPlateau"  # steps at each epoch's end, after its test pass, on the metric `monitor` names
 # Params that "auto" derives: the schedule's length in its own steps (after the warm-up), and the peak LR.
 LENGTH_PARAMS = ("total_steps", "T_max", "total_iters")
 
@@ -46,6 +45,8 @@ def _scheduler_problems(spec: dict, opts: dict) -> list[str]:
     if epoch_iterations < 1:
         return []  # runner.combination_problems reports it
     num_epochs, warmup = opts["epoch_iter"]["num_epochs"], spec.get("warmup")
+    if plateau_problems := _plateau_problems(spec, opts):
+        return plateau_problems
     if warmup and warmup_iterations(warmup, epoch_iterations) >= num_epochs * epoch_iterations:
         return [f".warmup.epochs: must be shorter than epoch_iter.num_epochs ({num_epochs}), got {warmup['epochs']}"]
     auto = auto_params(spec, epoch_iterations, num_epochs, opts["model_param"]["base_learning_rate"])
@@ -53,6 +54,20 @@ def _scheduler_problems(spec: dict, opts: dict) -> list[str]:
         return SCHEDULERS.problems(spec, auto=auto, probe=False)  # model_param.optimizer reports the rest
     probe = build_optimizer_from(opts["model_param"], nn.Linear(1, 1))
     return SCHEDULERS.problems(spec, probe, auto=auto)
+
+
+def _plateau_problems(spec: dict, opts: dict) -> list[str]:
+    """ReduceLROnPlateau needs a recorded metric to watch, once per epoch; no other schedule takes `monitor`."""
+    from playground.opts import ALWAYS_RECORDED
+
+    if spec["type"] != PLATEAU:
+        return [".monitor: only ReduceLROnPlateau watches a metric; leave it out"] if spec.get("monitor") else []
+    recorded = [m["name"] for m in opts["output"]["metrics"]] + list(ALWAYS_RECORDED)
+    if spec.get("monitor") not in recorded:
+        return [f".monitor: {spec.get('monitor')!r} is not a recorded metric; name one of {', '.join(recorded)}"]
+    if interval(spec) != "epoch":
+        return ['.interval: ReduceLROnPlateau steps once per epoch, after its test pass; set "interval": "epoch"']
+    return []
 
 
 def _no_weight_decay_fits(rules: list, opts: dict) -> str:
@@ -82,6 +97,7 @@ OPTS: dict[str, Opt] = {
         '{"type": "OneCycleLR", "params": {"total_steps": "auto"}}', check=_scheduler_problems,
         interval=Opt((str,), "iteration", doc="Step the schedule every iteration or every epoch.",
                      choices=INTERVALS),
+        monitor=Opt((str,), "", doc="ReduceLROnPlateau only: the recorded metric it watches, e.g. \"test_loss\"."),
         warmup=Opt((dict,), None, doc="Linear warm-up before the schedule.", fields={
             "epochs": Opt((int, float), None, REQUIRED, "Length of the warm-up in epochs.", exclusive_minimum=0),
             "start_factor": Opt((int, float), 0.1, doc="LR multiplier at the first iteration.",
@@ -126,7 +142,8 @@ def build_lr_scheduler(exp: Any, optimizer: torch.optim.Optimizer) -> RecipeSche
     auto = auto_params(spec, exp.epoch_iterations, exp.num_epochs, exp.opts["model_param"]["base_learning_rate"])
     return RecipeScheduler(SCHEDULERS.build(spec, optimizer, auto=auto), interval(spec), exp.epoch_iterations,
                            warmup_iterations(spec.get("warmup"), exp.epoch_iterations),
-                           (spec.get("warmup") or {}).get("start_factor", 0.1))
+                           (spec.get("warmup") or {}).get("start_factor", 0.1),
+                           spec.get("monitor") if spec["type"] == PLATEAU else None)
 
 
 def interval(spec: dict) -> str:
@@ -151,8 +168,9 @@ class RecipeScheduler:
     Stepped by the loop after every training iteration."""
 
     def __init__(self, schedule: torch.optim.lr_scheduler.LRScheduler, interval: str, epoch_iterations: int,
-                 warmup: int = 0, start_factor: float = 0.1):
+                 warmup: int = 0, start_factor: float = 0.1, monitor: str | None = None):
         self.schedule, self.every = schedule, epoch_iterations if interval == "epoch" else 1
+        self.monitor = monitor  # ReduceLROnPlateau's metric: stepped by epoch_end, not by step
         self.warmup, self.start_factor, self.iterations = warmup, start_factor, 0
         self._warm()
 
@@ -163,8 +181,13 @@ class RecipeScheduler:
             self._warm()
         elif after_warmup == 0:
             self._set(self.schedule.get_last_lr())  # the schedule takes over at its first LR
-        elif after_warmup % self.every == 0:
+        elif after_warmup % self.every == 0 and self.monitor is None:
             self.schedule.step()
+
+    def epoch_end(self, exp: Any) -> None:
+        """ReduceLROnPlateau's step, on the metric it watches, once the epoch's test pass has recorded it."""
+        if self.monitor is not None and self.iterations > self.warmup:
+            self.schedule.step(exp.latest[self.monitor])
 
     def _warm(self) -> None:
         if self.iterations < self.warmup:
