@@ -106,8 +106,9 @@ class AnyExp:
         self.fire(Event.EPOCH_BEGIN)
         train_batches = self.train_batches(epoch, self.state.iteration)
         self.network.train()
+        per_step = self.info.accumulate_grad_batches
         for iteration in self.list_of_epoch_iters():
-            self.run_iteration(iteration, next(train_batches))
+            self.run_iteration(iteration, [next(train_batches) for _ in range(per_step)])
             if self.state.stop:
                 self.save_checkpoint()
                 return
@@ -214,10 +215,10 @@ class AnyExp:
 
     # ------------------------------------------------------------------ pieces of the loop
 
-    def train_batches(self, epoch: int, start: int) -> Iterator[list]:
-        """This process's batches of `epoch` from iteration `start`, a list of accumulate_grad_batches per
-        iteration: the same samples whenever it resumes. Iteration i trains on the samples i*T..(i+1)*T-1 of the
-        epoch's order (T = total_batch_size), whatever the number of processes and of batches it is cut into."""
+    def train_batches(self, epoch: int, start: int) -> Iterator:
+        """This process's batches of `epoch` from iteration `start` (accumulate_grad_batches per iteration): the
+        same samples whenever it resumes. Iteration i trains on the samples i*T..(i+1)*T-1 of the epoch's order
+        (T = total_batch_size), whatever the number of processes and of batches they are cut into."""
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(epoch)
         k = self.info.accumulate_grad_batches
@@ -225,9 +226,8 @@ class AnyExp:
                                  self.seed, epoch)
         indices = data.train_batch_indices(order, self.total_batch_size // k, self.rank, self.info.batch_per_device,
                                            start * k, self.epoch_iterations * k)
-        batches = data.batches(self.train_dataset, indices, self.info.workers, self.seed + epoch,
-                               self.device.type == "cuda")
-        return (list(step) for step in zip(*[batches] * k))  # k consecutive batches per iteration
+        return data.batches(self.train_dataset, indices, self.info.workers, self.seed + epoch,
+                            self.device.type == "cuda")
 
     def test_batches(self) -> Iterator:
         """This process's batches of one test pass: its slices of the first num_test_iter global batches."""

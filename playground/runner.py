@@ -191,11 +191,12 @@ def run_info(opts: dict, folder: str, rank: int = 0, world_size: int = 1,
 
 
 def batch_arithmetic(info: RunInfo) -> str:
-    """The global batch and where it comes from, e.g. "256 (32 per device x 4 processes x 2 accumulated)"."""
+    """Where the global batch comes from, e.g. "32 per device x 4 process(es) x 2 accumulated batch(es) per
+    optimizer step"."""
     k = info.accumulate_grad_batches
     processes = info.total_batch_size // (info.batch_per_device * k)
-    return (f"{info.total_batch_size} ({info.batch_per_device} per device x {processes} process(es) x {k} "
-            f"accumulated batch(es) per optimizer step)")
+    return (f"{info.batch_per_device} per device x {processes} process(es) x {k} accumulated batch(es) per "
+            "optimizer step")
 
 
 def build_parts(components: Components, info: RunInfo) -> Parts:
@@ -249,7 +250,8 @@ def describe(opts: dict, components: Components) -> str:
                      f"{cls_.__name__}{trigger} at {', '.join(events)}")
     info = run_info(opts, "")
     lines += [f"  experiment class {'':17} {cls.__name__}",
-              f"total_batch_size = {batch_arithmetic(info)}, epoch_iterations = {info.epoch_iterations}"]
+              f"total_batch_size = {info.total_batch_size}, epoch_iterations = {info.epoch_iterations} "
+              f"({batch_arithmetic(info)})"]
     return "\n".join(lines)
 
 
@@ -329,7 +331,8 @@ def run(opts: dict, components: Components, folder: str, rank: int = 0, world_si
     seed_everything(info.seed)
     exp = experiment_class(components)(build_parts(components, info), info)
     if rank == 0:
-        log.info("total batch size %s; %d optimizer steps per epoch", batch_arithmetic(info), info.epoch_iterations)
+        log.info("total batch size %d (%s); %d optimizer steps per epoch", info.total_batch_size,
+                 batch_arithmetic(info), info.epoch_iterations)
     distributed.restore(exp, restore)  # rank 0 restores; every other rank takes its state
     with stop_on_signals(exp):
         return exp.run()

@@ -59,7 +59,8 @@ def test_accumulation_and_clipping_equal_a_handwritten_loop_bitwise(tmp_path, cl
     results = exp.run()
     inputs, labels = exp.train_dataset.tensors
     expected, last_losses = handwritten(init, inputs, labels, epochs=2, steps=4, batch=8, k=3,
-                                        clip_norm=clip.get("grad_clip_norm", 0), clip_value=clip.get("grad_clip_value", 0))
+                                        clip_norm=clip.get("grad_clip_norm", 0),
+                                        clip_value=clip.get("grad_clip_value", 0))
     for name, value in exp.network.state_dict().items():
         assert torch.equal(value, expected[name]), name
     assert exp.state.global_step == 8 and results["total_batch_size"] == 24
