@@ -271,3 +271,30 @@ def test_two_processes_with_accumulation_equal_one_with_the_same_global_batch(tm
     assert ema_losses == pytest.approx(expected_losses, abs=1e-5)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["total_batch_size"] == 64 and results["epoch_iterations"] == 10
+
+
+def test_fp16_clipping_acts_on_unscaled_gradients(tmp_path):
+    """With loss scaling the gradients are unscaled before clipping (GradScaler.unscale_): the limit is in the
+    gradients' true units. Plain torch with the AMP recipe gives the same weights, on CPU bit for bit."""
+    exp = tiny_experiment(tmp_path, epochs=1, iterations=4, batch_size=8, accumulate_grad_batches=2,
+                          total_batch_size=16, mixed_precision="fp16", grad_clip_norm=0.05)
+    init = copy.deepcopy(exp.network.state_dict())
+    exp.run()
+    inputs, labels = exp.train_dataset.tensors
+    net = torch.nn.Linear(4, 3)
+    net.load_state_dict(init)
+    optimizer, scaler = torch.optim.SGD(net.parameters(), lr=0.1), torch.amp.GradScaler("cpu")
+    order = data.epoch_order(len(inputs), 4 * 16, 0, 0)
+    for step in range(4):
+        optimizer.zero_grad(set_to_none=True)
+        for j in range(2):
+            index = order[(step * 2 + j) * 8:(step * 2 + j + 1) * 8]
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = F.cross_entropy(net(inputs[index]), labels[index])
+            scaler.scale(loss / 2).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 0.05)
+        scaler.step(optimizer)
+        scaler.update()
+    for name, value in net.state_dict().items():
+        assert torch.equal(exp.network.state_dict()[name], value), name
