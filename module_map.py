@@ -48,6 +48,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",
         "DumpGraph": "playground.handlers.DumpGraph",
         "EarlyStopping": "playground.handlers.EarlyStopping",
+        "EMA": "playground.handlers.EMA",
         "LRMonitor": "playground.handlers.LRMonitor",
         "LogReport": "playground.handlers.LogReport",
         "ModelStatistics": "playground.handlers.ModelStatistics",

@@ -5,7 +5,8 @@
       for epoch in list_of_epochs():
           epoch_begin
           for iteration in list_of_epoch_iters():
-              iteration_begin, train_step, [record train metrics], iteration_end
+              iteration_begin, train_step (accumulate_grad_batches batches, one optimizer step),
+              [record train metrics], iteration_end
               [test_begin, run_test, test_end]  every iterations_per_test and at the epoch's end
               [checkpoint]                      every checkpoint_every, when a handler requests one,
                                                 or when asked to stop
@@ -46,16 +47,18 @@ class AnyExp:
         self.rank, self.world_size = info.rank, info.world_size
         self.total_batch_size, self.epoch_iterations = info.total_batch_size, info.epoch_iterations
         self.state = ExperimentState()
-        self.blobs: dict = {}            # the outputs of the latest training iteration
+        self.step_blobs: list[dict] = []  # the outputs of each batch of the latest training iteration
+        self.blobs: dict = {}            # those of its last batch
         self.row: dict | None = None     # the row recorded at the current event, if any (see add_to_row)
         self.network = parts.network.to(self.device)
         if info.sync_batchnorm and self.world_size > 1:
             self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
         if info.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
-        self.model = distributed.wrap(self.network, self)  # what the training step calls
-        if info.compile:
-            self.model = torch.compile(self.model)
+        wrapped = distributed.wrap(self.network, self)
+        # Under DDP, batches before the last of a step skip the gradient all-reduce (DDP sums locally meanwhile).
+        self.no_sync = wrapped.no_sync if wrapped is not self.network else contextlib.nullcontext
+        self.model = torch.compile(wrapped) if info.compile else wrapped  # what the training step calls
         self.optimizer, self.lr_scheduler = parts.optimizer, parts.lr_scheduler
         self.autocast_dtype = AUTOCAST[info.mixed_precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
@@ -104,8 +107,9 @@ class AnyExp:
         self.fire(Event.EPOCH_BEGIN)
         train_batches = self.train_batches(epoch, self.state.iteration)
         self.network.train()
+        per_step = self.info.accumulate_grad_batches
         for iteration in self.list_of_epoch_iters():
-            self.run_iteration(iteration, next(train_batches))
+            self.run_iteration(iteration, [next(train_batches) for _ in range(per_step)])
             if self.state.stop:
                 self.save_checkpoint()
                 return
@@ -116,11 +120,12 @@ class AnyExp:
         distributed.agree_stop(self, now=True)
         self.save_checkpoint()
 
-    def run_iteration(self, iteration: int, batch: Any) -> None:
+    def run_iteration(self, iteration: int, batches: list) -> None:
         self.state.iteration, self.row = iteration, None
         self.fire(Event.ITERATION_BEGIN)
         started = time.perf_counter()
-        self.blobs = self.train_step(batch)
+        self.step_blobs = self.train_step(batches)
+        self.blobs = self.step_blobs[-1]
         self.state.throughput.secs += time.perf_counter() - started
         self.state.throughput.iterations += 1
         self.state.iteration, self.state.global_step = iteration + 1, self.state.global_step + 1
@@ -141,33 +146,64 @@ class AnyExp:
         every = self.info.checkpoint_every
         return bool(self.state.checkpoint_requested or every and self.state.global_step % every == 0)
 
-    def train_step(self, batch: Any) -> dict:
-        """One optimizer step on `batch`; returns the blobs of `forward`."""
-        inputs, labels = self.to_device(batch, self.train_dataset)
-        with self.autocast():
-            blobs = self.forward(inputs, labels)
+    def train_step(self, batches: list) -> list[dict]:
+        """One optimizer step on `batches` (accumulate_grad_batches of them); returns each one's blobs of
+        `forward`. Their gradients are summed with each loss divided by their number, so the step equals one on
+        all of them at once (for equal batch sizes); only the last one all-reduces under DDP."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(blobs["loss"]).backward()
+        step_blobs = []
+        for i, batch in enumerate(batches):
+            inputs, labels = self.to_device(batch, self.train_dataset)
+            with self.no_sync() if i < len(batches) - 1 else contextlib.nullcontext():
+                with self.autocast():
+                    blobs = self.forward(inputs, labels)
+                self.scaler.scale(blobs["loss"] / len(batches)).backward()
+            blobs.setdefault("batch_size", len(labels))  # forward may set it (labels that are not one tensor)
+            step_blobs.append(blobs)
+        self.clip_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        blobs.setdefault("batch_size", len(labels))  # forward may set it (labels that are not one tensor)
         blobs["learning_rate"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
-        return blobs
+        return step_blobs
+
+    def clip_gradients(self) -> None:
+        """Clip the summed gradients by grad_clip_norm or grad_clip_value (fp16: unscaled first, so the limit is
+        in the gradients' true units)."""
+        info = self.info
+        if not (info.grad_clip_norm or info.grad_clip_value):
+            return
+        self.scaler.unscale_(self.optimizer)
+        if info.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), info.grad_clip_norm)
+        else:
+            torch.nn.utils.clip_grad_value_(self.network.parameters(), info.grad_clip_value)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict:
         """Blobs of one batch, with at least a scalar 'loss'. The model component's Experiment defines it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(inputs, labels)")
 
-    @torch.no_grad()
     def run_test(self) -> None:
-        """Accumulate every test meter over num_test_iter batches of the test set, then record them."""
+        """Measure the test meters (evaluate) and record them as a test row."""
         if self.test_dataset is None:
             return
         self.network.eval()
         self.row = None
         self.fire(Event.TEST_BEGIN)
+        values = self.evaluate()
+        self.state.test_passes += 1
+        self.record("test", values)
+        self.network.train()
+        self.fire(Event.TEST_END)
+        self.log_progress()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Every test meter over num_test_iter batches of the test set, with the network's current weights in eval
+        mode, reduced over the processes; records nothing (handlers such as EMA call it with other weights)."""
+        was_training = self.network.training
+        self.network.eval()
         for meter in self.test_meters.values():
             meter.reset()
         for batch in self.test_batches():
@@ -176,30 +212,31 @@ class AnyExp:
                 blobs = self.forward(inputs, labels)
             blobs.setdefault("batch_size", len(labels))
             self.update_meters(self.test_meters, blobs)
-        self.state.test_passes += 1
-        self.record("test", distributed.compute_all(self.test_meters, self))
-        self.network.train()
-        self.fire(Event.TEST_END)
-        self.log_progress()
+        values = distributed.compute_all(self.test_meters, self)
+        self.network.train(was_training)
+        return values
 
     # ------------------------------------------------------------------ pieces of the loop
 
     def train_batches(self, epoch: int, start: int) -> Iterator:
-        """This process's batches of `epoch` from iteration `start`: the same samples whenever it resumes."""
+        """This process's batches of `epoch` from iteration `start` (accumulate_grad_batches per iteration): the
+        same samples whenever it resumes. Iteration i trains on the samples i*T..(i+1)*T-1 of the epoch's order
+        (T = total_batch_size), whatever the number of processes and of batches they are cut into."""
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(epoch)
+        k = self.info.accumulate_grad_batches
         order = data.epoch_order(len(self.train_dataset), self.epoch_iterations * self.total_batch_size,
                                  self.seed, epoch)
-        indices = data.train_batch_indices(order, self.total_batch_size, self.rank, self.info.batch_per_device,
-                                           start, self.epoch_iterations)
+        indices = data.train_batch_indices(order, self.total_batch_size // k, self.rank, self.info.batch_per_device,
+                                           start * k, self.epoch_iterations * k)
         return data.batches(self.train_dataset, indices, self.info.workers, self.seed + epoch,
                             self.device.type == "cuda")
 
     def test_batches(self) -> Iterator:
         """This process's batches of one test pass: its slices of the first num_test_iter global batches."""
         num_samples = min(self.info.num_test_sample or len(self.test_dataset), len(self.test_dataset))
-        indices = data.test_batch_indices(num_samples, self.total_batch_size, self.rank, self.info.batch_per_device,
-                                          self.info.num_test_iter)
+        indices = data.test_batch_indices(num_samples, self.total_batch_size // self.info.accumulate_grad_batches,
+                                          self.rank, self.info.batch_per_device, self.info.num_test_iter)
         return data.batches(self.test_dataset, [i for i in indices if i], self.info.workers, self.seed,
                             self.device.type == "cuda")
 
@@ -217,10 +254,11 @@ class AnyExp:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def record_train(self) -> None:
-        """Train meters on this iteration's blobs, throughput since the last record, and the learning rate."""
+        """Train meters on this iteration's batches, throughput since the last record, and the learning rate."""
         for meter in self.train_meters.values():
             meter.reset()
-        self.update_meters(self.train_meters, self.blobs)
+        for blobs in self.step_blobs:
+            self.update_meters(self.train_meters, blobs)
         values = distributed.compute_all(self.train_meters, self)  # one reduction for all of them
         secs = self.state.throughput.take()
         values.update(secs_per_train=secs, samples_per_sec=self.total_batch_size / secs if secs else 0.0,

@@ -92,6 +92,10 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
     "model_param.mixed_precision": Opt(_STR, "", OPTIONAL, 'Autocast dtype: "bf16" (CPU or GPU), "fp16" (GPU, with '
                                        'loss scaling) or empty for full precision.', choices=("", "bf16", "fp16")),
     "model_param.compile": Opt(_BOOL, False, OPTIONAL, "Run the network through torch.compile."),
+    "model_param.grad_clip_norm": Opt(_NUM, 0, OPTIONAL, "Clip the gradients' total L2 norm to this before each "
+                                      "optimizer step (0: off; with fp16 they are unscaled first)."),
+    "model_param.grad_clip_value": Opt(_NUM, 0, OPTIONAL, "Clip every gradient element to [-this, this] before each "
+                                       "optimizer step (0: off); not together with grad_clip_norm."),
     # epoch_iter
     "epoch_iter.num_train_sample_per_epoch": Opt(_INT, None, REQUIRED, "Training samples per epoch; epoch "
                                                  "iterations = this // total batch size.", minimum=1),
@@ -102,8 +106,12 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                                                    minimum=1),
     "epoch_iter.num_train_iteration_per_test": Opt(_INT, None, REQUIRED, "Training iterations between test passes "
                                                    "(a test pass also ends every epoch)."),
-    "epoch_iter.batch_per_device": Opt(_INT, None, REQUIRED, "Samples per device (process) per iteration.",
+    "epoch_iter.batch_per_device": Opt(_INT, None, REQUIRED, "Samples per device (process) per batch; an "
+                                       "iteration takes accumulate_grad_batches batches.",
                                        minimum=1),
+    "epoch_iter.accumulate_grad_batches": Opt(_INT, 1, OPTIONAL, "Batches whose gradients are summed per optimizer "
+                                              "step: total batch size = batch_per_device x processes x this, and "
+                                              "iterations count optimizer steps.", minimum=1),
     "epoch_iter.num_test_iter": Opt(_INT, None, REQUIRED, "Batches per test pass (0: the whole test set)."),
     # distributed
     "distributed.num_shards": Opt(_INT, None, REQUIRED, "Hosts taking part.", minimum=1),

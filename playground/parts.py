@@ -25,9 +25,9 @@ class RunInfo:
     device: torch.device
     folder: str
     num_epochs: int
-    epoch_iterations: int          # training iterations per epoch
-    batch_per_device: int          # samples per process per iteration
-    total_batch_size: int          # samples per iteration over every process
+    epoch_iterations: int          # training iterations (optimizer steps) per epoch
+    batch_per_device: int          # samples per process per micro-batch
+    total_batch_size: int          # samples per optimizer step over every process and micro-batch
     seed: int = 0
     rank: int = 0
     world_size: int = 1
@@ -41,6 +41,9 @@ class RunInfo:
     channels_last: bool = False
     mixed_precision: str = ""      # "", "bf16" or "fp16"
     compile: bool = False
+    accumulate_grad_batches: int = 1  # micro-batches per optimizer step, gradients summed (loss scaled by 1/k)
+    grad_clip_norm: float = 0.0    # clip the gradients' total L2 norm to this before each step (0: off)
+    grad_clip_value: float = 0.0   # clip every gradient element to [-this, this] before each step (0: off)
     sync_batchnorm: bool = False
     tensorboard: bool = False
     plots: tuple[dict, ...] = ()   # output.plots

@@ -147,7 +147,11 @@ def combination_problems(opts: dict) -> list[str]:
     epoch_iter = opts["epoch_iter"]
     if epoch_iter["num_train_sample_per_epoch"] < total_batch_size(opts):
         problems.append(f"epoch_iter.num_train_sample_per_epoch: {epoch_iter['num_train_sample_per_epoch']} is "
-                        f"less than one global batch ({total_batch_size(opts)}); raise it or lower batch_per_device")
+                        f"less than one global batch ({total_batch_size(opts)}); raise it or lower batch_per_device"
+                        + (" or accumulate_grad_batches" if epoch_iter["accumulate_grad_batches"] > 1 else ""))
+    if opts["model_param"]["grad_clip_norm"] and opts["model_param"]["grad_clip_value"]:
+        problems.append("model_param.grad_clip_value: given together with grad_clip_norm; clip by one of them and "
+                        "set the other to 0")
     return problems
 
 
@@ -157,7 +161,10 @@ def num_xpus(opts: dict) -> int:
 
 
 def total_batch_size(opts: dict) -> int:
-    return opts["epoch_iter"]["batch_per_device"] * num_xpus(opts) * opts["distributed"]["num_shards"]
+    """Samples per optimizer step: batch_per_device x processes x accumulate_grad_batches."""
+    epoch_iter = opts["epoch_iter"]
+    return (epoch_iter["batch_per_device"] * num_xpus(opts) * opts["distributed"]["num_shards"]
+            * epoch_iter["accumulate_grad_batches"])
 
 
 def run_info(opts: dict, folder: str, rank: int = 0, world_size: int = 1,
@@ -176,9 +183,20 @@ def run_info(opts: dict, folder: str, rank: int = 0, world_size: int = 1,
         record_every=out["record_every_iters"], checkpoint_every=out["checkpoint_every_iters"],
         keep_checkpoints=out["keep_checkpoints"], workers=opts["input"]["decode_threads"],
         channels_last=param["channels_last"], mixed_precision=param["mixed_precision"], compile=param["compile"],
+        accumulate_grad_batches=epoch_iter["accumulate_grad_batches"], grad_clip_norm=param["grad_clip_norm"],
+        grad_clip_value=param["grad_clip_value"],
         sync_batchnorm=bool(param["combine_spatial_bn"]), tensorboard=out["tensorboard"],
         plots=tuple(out["plots"]), pretrained=param["pretrained_model"] or "", reset_epoch=param["reset_epoch"],
         opts=opts)
+
+
+def batch_arithmetic(info: RunInfo) -> str:
+    """Where the global batch comes from, e.g. "32 per device x 4 process(es) x 2 accumulated batch(es) per
+    optimizer step"."""
+    k = info.accumulate_grad_batches
+    processes = info.total_batch_size // (info.batch_per_device * k)
+    return (f"{info.batch_per_device} per device x {processes} process(es) x {k} accumulated batch(es) per "
+            "optimizer step")
 
 
 def build_parts(components: Components, info: RunInfo) -> Parts:
@@ -232,7 +250,8 @@ def describe(opts: dict, components: Components) -> str:
                      f"{cls_.__name__}{trigger} at {', '.join(events)}")
     info = run_info(opts, "")
     lines += [f"  experiment class {'':17} {cls.__name__}",
-              f"total_batch_size = {info.total_batch_size}, epoch_iterations = {info.epoch_iterations}"]
+              f"total_batch_size = {info.total_batch_size}, epoch_iterations = {info.epoch_iterations} "
+              f"({batch_arithmetic(info)})"]
     return "\n".join(lines)
 
 
@@ -311,6 +330,9 @@ def run(opts: dict, components: Components, folder: str, rank: int = 0, world_si
         torch.backends.cudnn.benchmark = opts["model_param"]["engine"].upper() == "CUDNN"
     seed_everything(info.seed)
     exp = experiment_class(components)(build_parts(components, info), info)
+    if rank == 0:
+        log.info("total batch size %d (%s); %d optimizer steps per epoch", info.total_batch_size,
+                 batch_arithmetic(info), info.epoch_iterations)
     distributed.restore(exp, restore)  # rank 0 restores; every other rank takes its state
     with stop_on_signals(exp):
         return exp.run()

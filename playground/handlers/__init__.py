@@ -9,6 +9,7 @@ remember across a resume. At each event, after the experiment's own hook, handle
 from playground.handlers.best_checkpoint import BestCheckpoint
 from playground.handlers.dump_graph import DumpGraph
 from playground.handlers.early_stopping import EarlyStopping
+from playground.handlers.ema import EMA
 from playground.handlers.lr_monitor import LRMonitor
 from playground.handlers.model_statistics import ModelStatistics
 from playground.errors import NonFiniteLossError
@@ -18,7 +19,7 @@ from playground.handlers.progress import ProgressBar
 from playground.handlers.reports import LogReport, PrintReport
 from playground.lab.recorder import Recorder
 
-__all__ = ["BestCheckpoint", "DumpGraph", "EarlyStopping", "LRMonitor", "LogReport", "ModelStatistics",
+__all__ = ["BestCheckpoint", "DumpGraph", "EMA", "EarlyStopping", "LRMonitor", "LogReport", "ModelStatistics",
            "NonFiniteLossError", "PrintReport", "Profiler", "ProgressBar", "TerminateOnNaN", "default_handlers"]
 
 
