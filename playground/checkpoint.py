@@ -144,10 +144,13 @@ def newest_intact(folder: str) -> tuple[str, dict] | None:
             log.warning("ignoring %s: it has no digest, so its save was cut short", path)
             continue
         try:
-            return path, load(path)
+            saved = load(path)
         except CheckpointError as e:
             damaged += 1
             log.error("skipping %s; trying the one before", e)
+            continue
+        if "state" in saved:  # weights-only files (model_ema.pt) are no checkpoint to resume from
+            return path, saved
     if damaged:
         raise CheckpointError(f"{folder}: none of its {damaged} checkpoint(s) with a digest is intact; move them "
                               "away to start afresh, or restore one from a backup")

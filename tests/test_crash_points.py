@@ -155,3 +155,13 @@ def test_the_opts_are_stored_once_per_run_and_each_checkpoint_holds_their_digest
     for name in ("model_checkpoint_epoch2.pt", "model_final.pt"):
         held = checkpoint.load(str(folder / name))
         assert "opts" not in held and held["opts_sha256"] == checkpoint.opts_digest(saved)
+
+
+def test_resume_never_takes_a_weights_only_file_for_a_checkpoint(tmp_path):
+    from playground.testing import tiny_experiment
+
+    exp = tiny_experiment(tmp_path, epochs=1, iterations=2)
+    exp.run()
+    checkpoint.save(str(tmp_path / "model_ema.pt"), {"model": exp.network.state_dict()})  # newest, weights only
+    path, saved = checkpoint.newest_intact(str(tmp_path))
+    assert os.path.basename(path) == "model_final.pt" and saved["state"]["global_step"] == 2

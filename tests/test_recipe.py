@@ -85,6 +85,25 @@ def test_training_equals_a_handwritten_torch_loop_bitwise(tmp_path, name):
     assert torch.equal(exp.network.weight, net.weight) and torch.equal(exp.network.bias, net.bias)
 
 
+def test_reduce_lr_on_plateau_steps_on_each_epochs_test_metric_as_torch_does(tmp_path):
+    """The schedule sees each epoch's test loss after its test pass, before the next epoch trains."""
+    plateau = {"type": "ReduceLROnPlateau", "params": {"factor": 0.5, "patience": 0, "threshold": 10.0},
+               "monitor": "test_loss", "interval": "epoch"}  # a 1000% improvement needed: it halves at each epoch end
+    info = run_info(optimizer={"type": "SGD"}, lr_scheduler=plateau)
+    exp = tiny_experiment(tmp_path / "run", epochs=EPOCHS, iterations=ITERS, batch_size=BATCH)
+    exp.optimizer = torch_recipe.build_optimizer(info, exp.network)
+    exp.lr_scheduler = torch_recipe.build_lr_scheduler(info, exp.optimizer)
+    exp.run()
+    rates = [row["learning_rate"] for row in exp.history["train"]]
+    assert rates == [0.05] * ITERS + [0.025] * ITERS + [0.0125] * ITERS  # each epoch trains at the rate its
+    # predecessor's test pass left
+    reference = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.05)
+    torch_plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(reference, factor=0.5, patience=0, threshold=10.0)
+    for row in exp.history["test"]:
+        torch_plateau.step(row["test_loss"])
+    assert exp.optimizer.param_groups[0]["lr"] == reference.param_groups[0]["lr"] == 0.00625
+
+
 def test_warmup_rises_linearly_then_the_schedule_starts_at_its_first_rate():
     info = run_info(optimizer={"type": "SGD"}, lr_scheduler={
         "type": "CosineAnnealingLR", "params": {"T_max": "auto"}, "warmup": {"epochs": 1, "start_factor": 0.2}})
@@ -167,8 +186,14 @@ def test_every_bad_spec_is_reported_at_once_naming_its_key():
      ["model_param.lr_scheduler.params.milestones: missing; MultiStepLR requires it"]),
     (dict(lr_scheduler={"type": "OneCycleLR", "params": {"pct_start": 2}}),
      ["model_param.lr_scheduler.params: OneCycleLR refuses them: "]),
-    (dict(lr_scheduler={"type": "ReduceLROnPlateau"}),
-     ["model_param.lr_scheduler.type: 'ReduceLROnPlateau' cannot be built from opts: it needs a test metric"]),
+    (dict(lr_scheduler={"type": "ReduceLROnPlateau", "interval": "epoch"}),
+     ["model_param.lr_scheduler.monitor: missing; ReduceLROnPlateau watches a recorded metric"]),
+    (dict(lr_scheduler={"type": "ReduceLROnPlateau", "monitor": "test_los", "interval": "epoch"}),
+     ["model_param.lr_scheduler.monitor: 'test_los' is not a recorded metric"]),
+    (dict(lr_scheduler={"type": "ReduceLROnPlateau", "monitor": "test_loss"}),
+     ['model_param.lr_scheduler.interval: ReduceLROnPlateau steps once per epoch, after its test pass']),
+    (dict(lr_scheduler={"type": "OneCycleLR", "params": {"total_steps": "auto"}, "monitor": "test_loss"}),
+     ["model_param.lr_scheduler.monitor: only ReduceLROnPlateau watches a metric; leave it out"]),
     (dict(lr_scheduler={"type": "OneCycleLR", "params": {"total_steps": "auto"}, "interval": "epochs"}),
      ['model_param.lr_scheduler.interval: must be one of "iteration", "epoch", got "epochs"']),
     (dict(lr_scheduler={"type": "OneCycleLR", "params": {"total_steps": "auto"}, "warmup": {"epochs": 2}}),

@@ -63,7 +63,9 @@ def _plateau_problems(spec: dict, opts: dict) -> list[str]:
     if spec["type"] != PLATEAU:
         return [".monitor: only ReduceLROnPlateau watches a metric; leave it out"] if spec.get("monitor") else []
     recorded = [m["name"] for m in opts["output"]["metrics"]] + list(ALWAYS_RECORDED)
-    if spec.get("monitor") not in recorded:
+    if not spec.get("monitor"):
+        return [f".monitor: missing; ReduceLROnPlateau watches a recorded metric, one of {', '.join(recorded)}"]
+    if spec["monitor"] not in recorded:
         return [f".monitor: {spec.get('monitor')!r} is not a recorded metric; name one of {', '.join(recorded)}"]
     if interval(spec) != "epoch":
         return ['.interval: ReduceLROnPlateau steps once per epoch, after its test pass; set "interval": "epoch"']
