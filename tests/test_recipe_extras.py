@@ -200,11 +200,15 @@ def test_defaults_leave_the_recipe_as_it_was():
 # ---------------------------------------------------------------------------------------------- end to end
 
 
-def recipe_opts(folder: Path, marker: Path, **distributed) -> dict:
+def recipe_opts(folder: Path, marker: Path, by_name: bool = False, **distributed) -> dict:
     """The MLP example, tiny: 640 samples per epoch, 2 epochs of 10 optimizer steps of 64 samples, each 2 batches
     of 32 per step over the processes; an EMA, clipping, a checkpoint every 3 steps, and a SIGKILL at step 14
-    unless `marker` exists."""
+    unless `marker` exists. by_name: AdamW with a OneCycleLR schedule from torch_recipe instead of the SGD."""
     opts = example_opts()
+    if by_name:
+        opts["model"]["parameter_update_py"] = "torch_recipe"
+        opts["model_param"].update(optimizer={"type": "AdamW", "params": {"weight_decay": 0.05}},
+                                   lr_scheduler={"type": "OneCycleLR", "params": {"total_steps": "auto"}})
     opts["epoch_iter"].update(num_train_sample_per_epoch=640, num_test_sample=256, num_epochs=2,
                               num_train_iteration_per_test=5, batch_per_device=32, accumulate_grad_batches=2)
     opts["distributed"].update(rendezvous_timeout_s=30, **distributed)
@@ -256,6 +260,22 @@ def test_sigkilled_run_with_accumulation_and_ema_resumes_bitwise(tmp_path, unint
         assert got.keys() == expected.keys()
         assert all(torch.equal(got[k], expected[k]) for k in expected)
     assert ema_losses == expected_losses
+
+
+def test_sigkilled_adamw_onecycle_accumulation_ema_run_resumes_bitwise(tmp_path):
+    """The whole recipe by name at once: AdamW + OneCycleLR + accumulation + clipping + EMA, killed and resumed."""
+    (tmp_path / "never").touch()
+    whole = recipe_opts(tmp_path / "whole", tmp_path / "never", by_name=True)
+    assert run_opts(tmp_path, whole, "whole.json").returncode == 0
+    opts = recipe_opts(tmp_path / "run", tmp_path / "killed-once", by_name=True)
+    assert run_opts(tmp_path, opts, "opts.json").returncode == -9
+    resumed = run_opts(tmp_path, opts, "opts.json")
+    assert resumed.returncode == 0 and "resuming from" in resumed.stderr, resumed.stderr
+    for got, expected in zip(outcome(tmp_path / "run"), outcome(tmp_path / "whole")):
+        if isinstance(got, dict):
+            assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
+        else:
+            assert got == expected
 
 
 def test_two_processes_with_accumulation_equal_one_with_the_same_global_batch(tmp_path, uninterrupted):
