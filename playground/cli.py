@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=UsageParser)
     run = commands.add_parser("run", help="train and test an experiment described by opts")
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--parameters-json", metavar="JSON_OR_FILE",
-                        help='inline JSON or a .json file: {"opts": {...}} or the bare opts tree')
+    source.add_argument("--parameters-json", "--opts", metavar="JSON_OR_FILE", help='inline JSON or a .json, .yaml '
+                        'or .yml file: {"opts": {...}} or the bare opts tree; a top-level "base" merges files under it')
     source.add_argument("--resume", metavar="TAG", help="continue an unfinished experiment with the opts it was "
                         "started with: a tag, a unique prefix of one, or a run folder")
     run.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",

@@ -41,7 +41,8 @@ def add_parsers(commands: Any) -> None:
     push.add_argument("tag", help="a tag or a unique prefix of one, in the staging folder ($PLAYGROUND_STAGING)")
 
     sweep = commands.add_parser("sweep", help="run the cartesian product of opts values, each an experiment")
-    sweep.add_argument("--parameters-json", required=True, metavar="JSON_OR_FILE", help="the base opts")
+    sweep.add_argument("--parameters-json", "--opts", required=True, metavar="JSON_OR_FILE",
+                       help="the base opts, as for `run`")
     sweep.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",
                        help="override one base opt, as for `run` (repeatable)")
     sweep.add_argument("--grid", action="append", default=[], required=True, metavar="DOTTED.KEY=V1,V2",
