@@ -23,6 +23,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 from playground import runner  # noqa: E402
+from playground.opts import load_opts  # noqa: E402
 from resnetdemo.resnet import ResNet  # noqa: E402
 
 NUM_IMAGES = 512
@@ -53,8 +54,7 @@ def get_dataset(exp, split: str) -> InMemoryImages:
 
 
 def opts_for(args, steps: int, folder: str, lmdb: str = "") -> dict:
-    with open(os.path.join(ROOT, "examples", "resnetdemo_cpu.json")) as f:
-        opts = json.load(f)["opts"]
+    opts = load_opts(os.path.join(ROOT, "examples", "resnetdemo_cpu.yaml"))
     opts["input"].update(input_name_py="gfs_IN1k" if lmdb else "resnet_throughput", imsize=args.size,
                          loadsize=args.size, num_classes=1000, decode_threads=args.workers if lmdb else 0,
                          train_input_path=lmdb, test_input_path=lmdb)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT, playground, write_opts
+from playground.opts import load_opts
 from resnetdemo import make_lmdb
 
 
@@ -69,7 +70,7 @@ def test_override_no_test_model_no_checkpoint_on_the_seed_command(shapes, tmp_pa
 
 
 def quickstart_opts(shapes: dict[str, str], folder, **model_param) -> dict:
-    opts = json.loads((ROOT / "examples" / "resnetdemo_cpu.json").read_text())["opts"]
+    opts = load_opts(str(ROOT / "examples" / "resnetdemo_cpu.yaml"))
     opts["input"].update(train_input_path=shapes["train"], test_input_path=shapes["test"])
     opts["output"].update(checkpoint_folder=str(folder), progress_bar=False)
     opts["model_param"].update(model_param)
@@ -130,7 +131,7 @@ def test_torch_compile_keeps_the_results(tmp_path):
 
 def test_gpu_imagenet_example_is_valid_opts():
     """The GPU recipe cannot train here, but every key and component in it must check out."""
-    result = playground("run", "--parameters-json", str(ROOT / "examples" / "resnet50_imagenet_gpu.json"),
+    result = playground("run", "--parameters-json", str(ROOT / "examples" / "resnet50_imagenet_gpu.yaml"),
                         "--dry-run", "--set", "distributed.num_gpus=0")
     assert result.returncode == 0, result.stderr
     assert "caffe2_resnet50_default_forward" in result.stdout and '"channels_last": true' in result.stdout
