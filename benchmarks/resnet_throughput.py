@@ -11,7 +11,6 @@ cancels; rounds are interleaved and medians reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
