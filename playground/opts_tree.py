@@ -139,8 +139,11 @@ def _load_file(path: str, chain: tuple[tuple[str, str], ...]) -> dict:
         cycle = [shown for seen, shown in chain[[seen for seen, _ in chain].index(real):]]
         raise UsageError(f"{path}: bases form a cycle ({' -> '.join([*cycle, path])}); remove one of these \"base\" "
                          "entries")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     tree = parse_yaml(text, path) if path.lower().endswith((".yaml", ".yml")) else parse_json(text, path)
     return _with_bases(tree, path, os.path.dirname(path), (*chain, (real, path)))
 

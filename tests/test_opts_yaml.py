@@ -116,6 +116,9 @@ def test_a_missing_or_malformed_base_is_a_usage_error_naming_both_files(tmp_path
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "'gone.yaml' does not exist" in result.stderr
     with pytest.raises(UsageError, match='"base" must be a file name or a list of them'):
         load_opts(write(tmp_path / "bad.yaml", "base: 3\n"))
+    (tmp_path / "latin1.yaml").write_bytes(b"x: caf\xe9\n")
+    with pytest.raises(UsageError, match=r"latin1.yaml: not UTF-8 text \(byte 6\); save it as UTF-8"):
+        load_opts(write(tmp_path / "child2.yaml", "base: latin1.yaml\n"))
     with pytest.raises(UsageError, match="neither inline JSON nor an existing .json file, .yaml or .yml file"):
         load_opts(str(tmp_path / "missing.yaml"))
 
