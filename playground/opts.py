@@ -191,7 +191,7 @@ def _structure_problems(node: Any, where: str, depth: int = 0) -> list[str]:
 
     if isinstance(node, (dict, list)) and node and depth == MAX_DEPTH:
         return [f"{where}: nested more than {MAX_DEPTH} levels deep; flatten it"]
-    problems = [f"{child(key)}: given twice in the JSON; keep one" for key in getattr(node, "duplicates", ())]
+    problems = [f"{child(key)}: given twice in the file; keep one" for key in getattr(node, "duplicates", ())]
     for key, value in node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ():
         problems += _structure_problems(value, child(key), depth + 1)
     if isinstance(node, float) and not math.isfinite(node):

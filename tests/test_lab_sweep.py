@@ -38,7 +38,7 @@ def test_a_sweep_rejects_non_finite_values_and_duplicate_keys_as_run_does(tmp_pa
     assert damaged.count('"num_epochs":') == 2 and "Infinity" in damaged
     assert main("sweep", "--parameters-json", damaged, "--grid", "model_param.hidden_sizes=[16],[32]") == 2
     err = capsys.readouterr().err
-    assert "epoch_iter.num_epochs: given twice in the JSON; keep one" in err
+    assert "epoch_iter.num_epochs: given twice in the file; keep one" in err
     assert "model_param.seed: inf is not a finite number" in err
     assert not (tmp_path / "runs").exists()  # refused before anything was created
 

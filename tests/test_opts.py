@@ -106,8 +106,8 @@ def test_duplicate_keys_and_non_finite_numbers_are_caught(tmp_path):
     text = text.replace('"num_epochs": 5', '"num_epochs": 5, "num_epochs": 6')
     problems = problems_of(opts_lib.load_opts(text))
     assert "model_param.base_learning_rate: nan is not a finite number; give a finite value" in problems
-    assert "model_param.momentum: given twice in the JSON; keep one" in problems
-    assert "epoch_iter.num_epochs: given twice in the JSON; keep one" in problems
+    assert "model_param.momentum: given twice in the file; keep one" in problems
+    assert "epoch_iter.num_epochs: given twice in the file; keep one" in problems
 
 
 def test_plots_must_name_known_metrics():

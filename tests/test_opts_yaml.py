@@ -57,19 +57,19 @@ def test_yaml_keys_given_twice_nan_inf_and_no_are_reported_by_validation_naming_
                                          "model_param:\n  base_learning_rate: .nan\n  momentum: -.inf\n"
                                          "output:\n  progress_bar: no\n")
     problems = problems_of(load_opts(path))
-    assert "epoch_iter.num_epochs: given twice in the JSON; keep one" in problems
+    assert "epoch_iter.num_epochs: given twice in the file; keep one" in problems
     assert "model_param.base_learning_rate: nan is not a finite number; give a finite value" in problems
     assert "model_param.momentum: -inf is not a finite number; give a finite value" in problems
     assert 'output.progress_bar: expected true or false, got "no"' in problems
     result = playground("run", "--opts", path, "--dry-run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "playground: error: epoch_iter.num_epochs: given twice in the JSON; keep one" in result.stderr
+    assert "playground: error: epoch_iter.num_epochs: given twice in the file; keep one" in result.stderr
 
 
 def test_a_sweep_reads_yaml_as_strictly(tmp_path, capsys):
     path = write(tmp_path / "base.yml", f"base: {MLP}\nepoch_iter: {{num_epochs: 2, num_epochs: 3}}\n")
     assert main("sweep", "--opts", path, "--grid", "model_param.hidden_sizes=[16],[32]") == 2
-    assert "epoch_iter.num_epochs: given twice in the JSON; keep one" in capsys.readouterr().err
+    assert "epoch_iter.num_epochs: given twice in the file; keep one" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
