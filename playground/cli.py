@@ -21,7 +21,7 @@ import sys
 from playground.errors import PlaygroundError, UsageError
 
 log = logging.getLogger("playground")
-BUILT_IN_COMMANDS = ("run", "runs", "sweep")
+BUILT_IN_COMMANDS = ("run", "runs", "sweep", "schema")
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -53,12 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the opts, resolve every component, print them, and exit without training")
     run.add_argument("--shard-id", type=int, default=None, metavar="I",
                      help="this host's index, 0 to distributed.num_shards - 1 (multi-host runs; not under torchrun)")
+    schema = commands.add_parser("schema", help="print the JSON Schema of the opts, for editors")
+    schema.add_argument("--parameters-json", "--opts", metavar="JSON_OR_FILE",
+                        help="also cover the keys of the components this opts file names")
     from playground.lab import commands as lab_commands
 
     lab_commands.add_parsers(commands)  # runs, sweep
     for name, plugin in plugin_commands().items():
         commands.add_parser(name, add_help=False, help=f"from {plugin.module} ({name} --help)")
     return parser
+
+
+def command_schema(args: argparse.Namespace) -> int:
+    """The opts' JSON Schema: the framework's keys, plus those of the components an opts file names."""
+    from playground import opts, runner, schema
+
+    declared = None
+    if args.parameters_json:
+        _, found, _ = runner.resolve_components(opts.with_defaults(opts.load_opts(args.parameters_json)))
+        declared = runner.declared_opts(found)
+    sys.stdout.write(schema.schema_text(declared))
+    return 0
 
 
 def load(args: argparse.Namespace) -> dict:
@@ -112,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return plugin.load()(argv[1:])
         args = build_parser().parse_args(argv)
         args.argv = list(argv)  # the worker processes launch.run starts run the same command
+        if args.command == "schema":
+            return command_schema(args)
         if args.command in ("runs", "sweep"):
             from playground.lab import commands as lab_commands
 

@@ -154,6 +154,7 @@ def _with_bases(tree: Any, source: str, folder: str, chain: tuple[tuple[str, str
     if not isinstance(tree, dict):
         raise UsageError(f"{source}: expected an object holding the opts, got {type(tree).__name__}")
     bases = tree.pop("base", [])
+    tree.pop("$schema", None)  # an editor's pointer to playground.schema.json, not an opt
     bases = [bases] if isinstance(bases, str) else bases
     if not isinstance(bases, list) or not all(isinstance(base, str) and base for base in bases):
         raise UsageError(f'{source}: "base" must be a file name or a list of them (paths relative to {source})')
