@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from playground.errors import ComponentError
+from playground.errors import ComponentError, UsageError
 from playground.slots import SLOTS, slot_of_key
 
 BUILTIN_MAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_map.py")
@@ -126,6 +126,8 @@ def resolve(key: str, name: str, names: Catalogue) -> Any:
         obj = import_path(path)
     except ImportError as e:
         raise ComponentError(f"{key} = {name!r}: cannot import {path!r} ({e})") from None
+    except UsageError as e:  # a module refusing to load, e.g. for an optional dependency: its message says why
+        raise ComponentError(f"{key} = {name!r}: {e}") from None
     check_slot(key, name, obj)
     return obj
 

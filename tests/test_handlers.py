@@ -286,6 +286,22 @@ def test_progress_bar_is_absent_off_a_terminal_with_plain_lines_instead(small, t
     assert len(lines) == 12  # every iteration, as log_every_s is 0
 
 
+def test_progress_bar_draws_through_tqdm_auto_so_a_notebook_gets_a_widget(small, tmp_path, monkeypatch):
+    import tqdm.auto
+
+    drawn = []
+
+    class Recording(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            drawn.append(kwargs.get("desc"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)  # what tqdm.auto picks in a Jupyter kernel
+    small["output"]["handlers"] = [handler("ProgressBar", bar=True)]
+    assert run(small, tmp_path) == 0
+    assert drawn == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+
+
 def test_progress_bar_is_on_by_default_unless_listed_or_switched_off(small):
     def bars(opts: dict) -> list:
         return [entry["kargs"] for entry, cls in prepare(opts)[1].handlers if issubclass(cls, ProgressBar)]
