@@ -152,6 +152,17 @@ def test_early_stopping_says_why_and_restores_the_best_weights():
     assert exp.network.weight.eq(2).all() and early.best_epoch == 2 and early.stopped_epoch == 4
 
 
+def test_early_stopping_takes_keras_restore_best_weights_and_watches_test_loss_by_default_in_opts_runs():
+    early = EarlyStopping(patience=2, restore_best_weights=True)
+    exp = tiny_experiment(handlers=[early])  # records test_loss, as an opts run does
+    assert stop_epoch(early, [3, 1, 2, 2.5], exp=exp) == 4
+    assert early.monitor.name == "test_loss" and "test_loss did not improve" in exp.state.stop_requested.reason
+    early.on_train_end(exp)
+    assert exp.network.weight.eq(2).all() and early.best_epoch == 2
+    with pytest.raises(UsageError, match="restore_best and restore_best_weights .* disagree"):
+        EarlyStopping(restore_best=True, restore_best_weights=False)
+
+
 def test_early_stopping_rejects_bad_kargs():
     with pytest.raises(UsageError, match="mode = 'minimum'"):
         EarlyStopping(mode="minimum")
