@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, example_opts
+from conftest import ROOT, example_opts
 
 NET = ("import torch\n\ndef build_network(exp):\n"
        "    return torch.nn.Linear(exp.opts['input']['num_features'], exp.opts['input']['num_classes'])\n")
