@@ -1,7 +1,8 @@
 """Every component an opts file can name, by slot (see playground/slots.py). Add a line to make one available.
 
 Values are import paths: a module, or `module.Attribute` for the class slots (meter, handler). A `module_map.py`
-of your own in the working folder, or the modules listed in `model.module_maps`, add names in the same shape;
+of your own in the working folder, the modules listed in `model.module_maps`, and the maps installed packages
+register in the `playground.components` entry-point group add names in the same shape;
 they never hide these, and a name defined twice is an error naming both maps. Opts may also name a component
 by its dotted import path directly.
 """

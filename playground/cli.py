@@ -39,7 +39,13 @@ def plugin_commands() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from playground import __version__
+
     parser = UsageParser(prog="playground", description="Run deep-learning experiments from JSON opts.")
+    parser.add_argument("--version", action="version", version=f"playground {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG records too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only (the run's log.txt "
+                        "still gets every INFO record)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=UsageParser)
     run = commands.add_parser("run", help="train and test an experiment described by opts")
     source = run.add_mutually_exclusive_group(required=True)
@@ -99,13 +105,23 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(runner.describe(opts, components))
         return 0
+    log.debug("the run, as --dry-run shows it:\n%s", runner.describe(opts, components))
     return launch.run(opts, components, args.shard_id, args.argv, functools.partial(lab.run_folder, resume=args.resume))
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+VERBOSITY = {"-v": logging.DEBUG, "--verbose": logging.DEBUG, "-q": logging.WARNING, "--quiet": logging.WARNING}
+
+
+def configure_logging(argv: list[str]) -> list[str]:
+    """Log to stderr at INFO, or at the level of the leading -v/-q flags; returns argv without them (so a plugin
+    command also sees only its own arguments)."""
+    level = logging.INFO
+    while argv and argv[0] in VERBOSITY:
+        level, argv = VERBOSITY[argv[0]], argv[1:]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
-    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger().setLevel(level)
+    return argv
 
 
 def error_lines(error: PlaygroundError) -> list[str]:
@@ -118,15 +134,15 @@ def error_lines(error: PlaygroundError) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
+    given = sys.argv[1:] if argv is None else argv
+    argv = configure_logging(given)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # components in the current folder resolve, as under `python -m`
-    argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and (plugin := plugin_commands().get(argv[0])):  # its own parser, --help included
             return plugin.load()(argv[1:])
         args = build_parser().parse_args(argv)
-        args.argv = list(argv)  # the worker processes launch.run starts run the same command
+        args.argv = list(given)  # the worker processes launch.run starts run the same command
         if args.command == "schema":
             return command_schema(args)
         if args.command in ("runs", "sweep"):

@@ -114,6 +114,9 @@ class Estimator:
             batch_size: int = 32, seed: int = 0, opts: dict[str, Any] | None = None) -> dict:
         """Train for `epochs` (testing on val_data after each) and return the results dict (results.json).
 
+        Metrics are named as Keras names them: train_loss, train_<metric>, and on val_data val_loss, val_<metric>
+        (which EarlyStopping and BestCheckpoint monitor by default).
+
         Data: a map-style Dataset of (inputs, label, ...) items, batched and shuffled by the framework from
         `seed` (exact resume); a DataLoader, used as it is; or a tuple (inputs, labels, ...) of tensors.
         checkpoint_folder: the run folder (empty: a new one under $PLAYGROUND_RUNS or ./runs); one holding an
@@ -155,7 +158,7 @@ class Estimator:
         self.net.to(self.device)
         self.check(dataset, batch_size, "data")
         info = self._run_info("", 1, 1, batch_size, 0, dataset, {})
-        exp = self._experiment(info, None, dataset, [])
+        exp = self._experiment(info, None, dataset, [], held_out="test")
         was_training = self.net.training
         try:
             exp.run_test()
@@ -270,17 +273,18 @@ class Estimator:
 
     def _run_info(self, folder: str, epochs: int, iterations: int, batch_size: int, seed: int, val: Any,
                   settings: dict) -> RunInfo:
-        loss_plot = [f"{kind}_loss" for kind in ("train", "test") if kind == "train" or val is not None]
+        loss_plot = [f"{kind}_loss" for kind in ("train", "val") if kind == "train" or val is not None]
         fields = {k: v for k, v in settings.items() if k in RunInfo.__dataclass_fields__}
         return RunInfo(device=self.device, folder=folder, num_epochs=epochs, epoch_iterations=iterations,
                        batch_per_device=batch_size, total_batch_size=batch_size, seed=seed,
                        num_test_sample=len(val) if isinstance(val, Dataset) else 0,
                        plots=({"x": "", "x_title": "iterations", "ys": loss_plot, "y_title": "loss"},), **fields)
 
-    def _experiment(self, info: RunInfo, train: Any, val: Any, handlers: list) -> EstimatorExperiment:
-        """The loop over the user's own objects: no opts, no components."""
+    def _experiment(self, info: RunInfo, train: Any, val: Any, handlers: list,
+                    held_out: str = "val") -> EstimatorExperiment:
+        """The loop over the user's own objects: no opts, no components. `held_out` names the metrics of `val`."""
         metrics = [Metric(f"{kind}_{name}", copy.deepcopy(meter), kind == "train")
-                   for kind in ("train", "test") for name, meter in self._all_meters()
+                   for kind in ("train", held_out) for name, meter in self._all_meters()
                    if kind == "train" or val is not None]
         parts = Parts(network=self.net, optimizer=self.optimizer, train_data=train, test_data=val,
                       lr_scheduler=self.lr_scheduler(self.optimizer) if self.lr_scheduler and train else None,

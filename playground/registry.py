@@ -1,14 +1,16 @@
 """Resolve a `*_py` name to the module or class that serves its slot, and check it follows the slot's Protocol.
 
 The catalogue is the built-in module_map.py (loaded from its file beside the playground package, so a
-`module_map.py` in the working folder cannot hide it), plus a user's own `module_map.py` found on sys.path, plus
-the maps listed in `model.module_maps`. Each is keyed by slot. Maps add names; a name defined in two maps is an
+`module_map.py` in the working folder cannot hide it), plus the maps installed packages register in the
+`playground.components` entry-point group, plus a user's own `module_map.py` found on sys.path, plus the maps
+listed in `model.module_maps`. Each is keyed by slot. Maps add names; a name defined in two maps is an
 error naming both. A name in no map is imported as a module path (`pkg.module`, or `pkg.module.Attribute`).
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from playground.errors import ComponentError
+from playground.errors import ComponentError, UsageError
 from playground.slots import SLOTS, slot_of_key
 
 BUILTIN_MAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_map.py")
@@ -47,9 +49,26 @@ def _user_map_file() -> str | None:
     return None
 
 
+def plugin_maps() -> list[tuple[str, Any]]:
+    """(source, module) for each map installed packages register in the `playground.components` entry-point group:
+    `[project.entry-points."playground.components"] my_ext = "my_ext.module_map"`, a module defining MODULE_MAP
+    in the same shape as module_map.py."""
+    maps = []
+    for ep in sorted(importlib.metadata.entry_points(group="playground.components"), key=lambda ep: ep.name):
+        dist = f"{ep.dist.name} " if ep.dist is not None else ""
+        source = f"the {dist}plugin {ep.name} = {ep.value}"
+        try:
+            maps.append((source, ep.load()))
+        except ImportError as e:
+            raise ComponentError(f"{source} (entry point group playground.components): cannot import it ({e}); "
+                                 "reinstall or uninstall that package") from None
+    return maps
+
+
 def catalogue(extra: list[str] = ()) -> Catalogue:
-    """Every name by slot: the built-in map, a user's module_map.py, then each module in `extra`."""
-    sources: list[tuple[str, Any]] = [(BUILTIN_MAP, _load_file(BUILTIN_MAP))]
+    """Every name by slot: the built-in map, installed plugins' maps, a user's module_map.py, then each module in
+    `extra`."""
+    sources: list[tuple[str, Any]] = [(BUILTIN_MAP, _load_file(BUILTIN_MAP)), *plugin_maps()]
     if user_file := _user_map_file():
         sources.append((user_file, importlib.import_module("module_map")))
     for name in extra:
@@ -107,6 +126,8 @@ def resolve(key: str, name: str, names: Catalogue) -> Any:
         obj = import_path(path)
     except ImportError as e:
         raise ComponentError(f"{key} = {name!r}: cannot import {path!r} ({e})") from None
+    except UsageError as e:  # a module refusing to load, e.g. for an optional dependency: its message says why
+        raise ComponentError(f"{key} = {name!r}: {e}") from None
     check_slot(key, name, obj)
     return obj
 

@@ -27,8 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import cv2
-import lmdb
+from resnetdemo.vision import cv2, lmdb
 import numpy as np
 
 from playground.errors import DataError, UsageError

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
+from resnetdemo.vision import cv2
 import numpy as np
 import torch
 

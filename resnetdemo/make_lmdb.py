@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import cv2
+from resnetdemo.vision import cv2
 import numpy as np
 from tqdm import tqdm
 

@@ -4,7 +4,7 @@ The shape is the label; colour, position, size, rotation and noise are nuisance.
 (seed, index), so any record can be regenerated on its own, and datasets need no download.
 """
 
-import cv2
+from resnetdemo.vision import cv2
 import numpy as np
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "ellipse", "diamond", "hexagon", "arrow")

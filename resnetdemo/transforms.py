@@ -14,7 +14,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
-import cv2
+from resnetdemo.vision import cv2
 import numpy as np
 import torch
 

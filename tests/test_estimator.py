@@ -16,6 +16,7 @@ from playground import checkpoint, cli
 from playground.builtins import mlp_forward, synthetic_input
 from playground.estimator import Estimator, EstimatorError
 from playground.events import EventHandler
+from playground.handlers import BestCheckpoint, EarlyStopping
 from playground.meters import ComputeTopKAccuracy
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -85,8 +86,9 @@ def test_fit_gives_the_same_weights_as_the_json_run(tmp_path):
         checkpoint_folder=str(tmp_path / "estimator"))
     assert by_json.keys() == net.state_dict().keys()
     assert all(torch.equal(by_json[k], v) for k, v in net.state_dict().items())
-    for name in ("train_loss", "train_accuracy_top1", "test_loss", "test_accuracy_top1"):
-        assert out["metrics"][name]["values"] == json_results["metrics"][name]["values"], name
+    for name, json_name in (("train_loss",) * 2, ("train_accuracy_top1",) * 2, ("val_loss", "test_loss"),
+                            ("val_accuracy_top1", "test_accuracy_top1")):  # Keras' val_ names for val_data's
+        assert out["metrics"][name]["values"] == json_results["metrics"][json_name]["values"], name
     assert out["epochs_completed"] == 2 and out["global_step"] == 20
     saved = checkpoint.load(str(tmp_path / "estimator" / "model_final.pt"))  # the same checkpoints and records
     assert saved["complete"] and all(torch.equal(by_json[k], v) for k, v in saved["model"].items())
@@ -133,12 +135,24 @@ def test_fit_with_a_data_loader_evaluate_and_predict(tmp_path):
     out = est.fit(loader, DataLoader(TensorDataset(x, y), batch_size=8), epochs=3,
                   checkpoint_folder=str(tmp_path / "run"))
     assert out["epoch_iterations"] == 4 and out["global_step"] == 12 and est.folder == str(tmp_path / "run")
-    assert set(est.history) >= {"train_loss", "train_accuracy", "train_top2", "test_loss", "test_accuracy"}
+    assert set(est.history) >= {"train_loss", "train_accuracy", "train_top2", "val_loss", "val_accuracy"}
+    assert not any(name.startswith("test_") for name in est.history)
     scores = est.evaluate((x, y), batch_size=5)
-    assert scores["test_loss"] == pytest.approx(out["final"]["test_loss"])
-    assert scores["test_accuracy"] == pytest.approx(out["final"]["test_accuracy"])
+    assert scores["test_loss"] == pytest.approx(out["final"]["val_loss"])
+    assert scores["test_accuracy"] == pytest.approx(out["final"]["val_accuracy"])
     predicted = est.predict(x, batch_size=5)
     assert torch.allclose(predicted, net(x)) and predicted.shape == (32, 3) and net.training
+
+
+def test_handlers_watch_val_loss_by_default_in_fit(tmp_path):
+    x, y = tiny(32)
+    early, best = EarlyStopping(patience=10, restore_best_weights=True), BestCheckpoint()
+    est = estimator(metrics=["accuracy"], handlers=[early, best], optimizer=lambda p: torch.optim.SGD(p, lr=1.0))
+    out = est.fit((x, y), (x, y), epochs=3, batch_size=8, checkpoint_folder=str(tmp_path / "run"))
+    assert {"val_loss", "val_accuracy"} <= set(out["metrics"]) and "test_loss" not in out["metrics"]
+    assert early.monitor.name == best.monitor.name == "val_loss" and early.restore_best
+    assert early.best == best.best == min(out["metrics"]["val_loss"]["values"])
+    assert os.path.exists(tmp_path / "run" / "model_best.pt")
 
 
 def test_a_network_with_two_outputs_trains_with_two_losses(tmp_path):

@@ -152,6 +152,17 @@ def test_early_stopping_says_why_and_restores_the_best_weights():
     assert exp.network.weight.eq(2).all() and early.best_epoch == 2 and early.stopped_epoch == 4
 
 
+def test_early_stopping_takes_keras_restore_best_weights_and_watches_test_loss_by_default_in_opts_runs():
+    early = EarlyStopping(patience=2, restore_best_weights=True)
+    exp = tiny_experiment(handlers=[early])  # records test_loss, as an opts run does
+    assert stop_epoch(early, [3, 1, 2, 2.5], exp=exp) == 4
+    assert early.monitor.name == "test_loss" and "test_loss did not improve" in exp.state.stop_requested.reason
+    early.on_train_end(exp)
+    assert exp.network.weight.eq(2).all() and early.best_epoch == 2
+    with pytest.raises(UsageError, match="restore_best and restore_best_weights .* disagree"):
+        EarlyStopping(restore_best=True, restore_best_weights=False)
+
+
 def test_early_stopping_rejects_bad_kargs():
     with pytest.raises(UsageError, match="mode = 'minimum'"):
         EarlyStopping(mode="minimum")
@@ -284,6 +295,22 @@ def test_progress_bar_is_absent_off_a_terminal_with_plain_lines_instead(small, t
     lines = [r.getMessage() for r in caplog.records if r.name == "playground.handlers.progress"]
     assert "epoch 1/3 iteration 1/4 (25%) train_loss=" in lines[0] and "epoch ETA" in lines[0]
     assert len(lines) == 12  # every iteration, as log_every_s is 0
+
+
+def test_progress_bar_draws_through_tqdm_auto_so_a_notebook_gets_a_widget(small, tmp_path, monkeypatch):
+    import tqdm.auto
+
+    drawn = []
+
+    class Recording(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            drawn.append(kwargs.get("desc"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)  # what tqdm.auto picks in a Jupyter kernel
+    small["output"]["handlers"] = [handler("ProgressBar", bar=True)]
+    assert run(small, tmp_path) == 0
+    assert drawn == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
 
 
 def test_progress_bar_is_on_by_default_unless_listed_or_switched_off(small):

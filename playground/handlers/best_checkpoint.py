@@ -27,7 +27,7 @@ class BestCheckpoint(EventHandler):
     checkpoints (output.keep_checkpoints).
     """
 
-    def __init__(self, monitor: str = "test_loss", mode: str = "auto", min_delta: float = 0.0, on: str = "epoch",
+    def __init__(self, monitor: str | None = None, mode: str = "auto", min_delta: float = 0.0, on: str = "epoch",
                  filename: str = "model_best.pt"):
         self.monitor = Monitor("BestCheckpoint", monitor, mode, min_delta)
         if on not in ("epoch", "test"):

@@ -19,19 +19,26 @@ log = logging.getLogger(__name__)
 class EarlyStopping(EventHandler):
     """Checks `monitor` at every epoch's end and stops after `patience` epochs in a row without improvement.
 
-    monitor: a metric name (e.g. "test_loss"). min_delta: an improvement must beat the best by more than this.
+    monitor: a metric name (e.g. "test_accuracy"); default the validation loss, val_loss in Estimator.fit, else
+    test_loss. min_delta: an improvement must beat the best by more than this.
     patience: epochs in a row without improvement after which training stops (Keras' meaning: 0 and 1 both
     stop at the first epoch that does not improve). mode: "min", "max" or "auto" (max for
     names with acc/auc/f1/precision/recall/..., else min). baseline: a value the metric must beat; epochs that
     do not beat it count against patience. restore_best: at the end of training put back the weights of the
     best epoch, so model_final.pt holds them; it keeps a CPU copy of those weights, saved in every checkpoint.
+    restore_best_weights: Keras' name for restore_best.
     """
 
-    def __init__(self, monitor: str = "test_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 baseline: float | None = None, restore_best: bool = False):
+    def __init__(self, monitor: str | None = None, min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
+                 baseline: float | None = None, restore_best: bool = False, restore_best_weights: bool | None = None):
         self.monitor = Monitor("EarlyStopping", monitor, mode, min_delta)
         if not isinstance(patience, int) or patience < 0:
             raise UsageError(f"EarlyStopping: patience must be a non-negative integer, got {patience!r}")
+        if restore_best_weights is not None:
+            if restore_best and not restore_best_weights:
+                raise UsageError("EarlyStopping: restore_best and restore_best_weights (its Keras name) disagree; "
+                                 "give one of them")
+            restore_best = restore_best_weights
         self.patience, self.baseline, self.restore_best = patience, baseline, restore_best
         self.best: float | None = None
         self.best_epoch = 0          # epochs completed when the best value was seen

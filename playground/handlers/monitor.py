@@ -21,16 +21,30 @@ _HIGHER_IS_BETTER = ("acc", "auc", "f1", "precision", "recall", "iou", "map", "s
 
 
 class Monitor:
-    """`name` in exp.latest, better when smaller (mode "min"), larger ("max"), or guessed from the name ("auto")."""
+    """`name` in exp.latest, better when smaller (mode "min"), larger ("max"), or guessed from the name ("auto").
 
-    def __init__(self, owner: str, name: str, mode: str = "auto", min_delta: float = 0.0):
+    No name means the validation loss: val_loss where the run records it (Estimator.fit with val_data, Keras'
+    name), else test_loss (the opts' name), decided when training begins.
+    """
+
+    def __init__(self, owner: str, name: str | None = None, mode: str = "auto", min_delta: float = 0.0):
         if mode not in ("auto", "min", "max"):
             raise UsageError(f"{owner}: mode = {mode!r}; use \"auto\", \"min\" or \"max\"")
-        if not isinstance(name, str) or not name:
+        if name is not None and (not isinstance(name, str) or not name):
             raise UsageError(f"{owner}: monitor must name a metric, e.g. \"monitor\": \"test_loss\"")
-        if mode == "auto":
-            mode = "max" if any(word in name.lower() for word in _HIGHER_IS_BETTER) else "min"
-        self.owner, self.name, self.mode, self.min_delta = owner, name, mode, abs(float(min_delta))
+        self.owner, self.min_delta, self._mode = owner, abs(float(min_delta)), mode
+        self.name, self.mode = "", mode
+        if name is not None:
+            self._watch(name)
+
+    def _watch(self, name: str) -> None:
+        self.name = name
+        if self._mode == "auto":
+            self.mode = "max" if any(word in name.lower() for word in _HIGHER_IS_BETTER) else "min"
+
+    def _default(self, exp: AnyExp) -> None:
+        if not self.name:
+            self._watch("val_loss" if "val_loss" in set(getattr(exp, "meters", {})) | set(exp.latest) else "test_loss")
 
     def improves(self, value: float, best: float | None) -> bool:
         """True when `value` beats `best` by more than min_delta (anything finite beats None; NaN never does)."""
@@ -42,6 +56,7 @@ class Monitor:
 
     def value(self, exp: AnyExp) -> float:
         """The latest value of the monitored metric; a clear error when nothing records it."""
+        self._default(exp)
         if self.name not in exp.latest:
             known = ", ".join(sorted(exp.latest)) or "none yet"
             raise HandlerError(f"{self.owner}: monitor {self.name!r} is not a recorded metric; recorded: {known}. "
@@ -52,6 +67,7 @@ class Monitor:
         """At train begin: a name no metric or built-in record provides is most likely a typo."""
         from playground.opts import ALWAYS_RECORDED
 
+        self._default(exp)
         known = set(getattr(exp, "meters", {})) | set(ALWAYS_RECORDED) | {"learning_rate"} | set(exp.latest)
         if self.name not in known and not self.name.startswith("lr_"):
             log.warning("%s: monitor %r is not among the metrics (%s); unless a handler records it, the run will "

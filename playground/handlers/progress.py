@@ -48,7 +48,7 @@ class ProgressBar(EventHandler):
         use_bar = _interactive() if self.bar is None else self.bar
         if use_bar:
             try:
-                from tqdm import tqdm
+                from tqdm.auto import tqdm  # a widget in a notebook (ipywidgets), a text bar elsewhere
                 from tqdm.contrib.logging import logging_redirect_tqdm
             except ImportError:
                 log.warning("ProgressBar: tqdm is not installed; logging progress lines instead (pip install tqdm)")

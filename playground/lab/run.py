@@ -284,14 +284,55 @@ def _attempt(folder: str, opts: dict, resume: str | None, root: str) -> Iterator
                 log.error("%s", incomplete)  # the attempt's own error is the one to exit with
 
 
+_RUN_FILES: set[logging.Handler] = set()  # the open runs' log files: they take playground's INFO records
+
+
+class _PassOn(logging.Handler):
+    """Stands in for propagation while log_file has the playground logger at INFO: passes its records to the root
+    logger's handlers, every one to a run's log file, to the others only from the level the caller let through."""
+
+    def __init__(self, threshold: int):
+        super().__init__()
+        self.threshold = threshold
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for handler in logging.getLogger().handlers:
+            if record.levelno >= handler.level and (handler in _RUN_FILES or record.levelno >= self.threshold):
+                handler.handle(record)
+
+
+@contextmanager
+def _playground_info() -> Iterator[None]:
+    """The playground logger's INFO records reach the runs' log files whatever the caller's logging setup (from
+    Python only the CLI sets INFO), and its other handlers see what they saw before."""
+    ours = logging.getLogger("playground")
+    threshold = ours.getEffectiveLevel()
+    if threshold <= logging.INFO:
+        yield
+        return
+    level, propagate, pass_on = ours.level, ours.propagate, _PassOn(threshold)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    ours.addHandler(pass_on)
+    try:
+        yield
+    finally:
+        ours.removeHandler(pass_on)
+        ours.setLevel(level)
+        ours.propagate = propagate
+
+
 @contextmanager
 def log_file(path: str) -> Iterator[None]:
-    """Copy every log record, and the traceback of a failure, into the run's log file."""
+    """Copy every log record (playground's INFO ones whatever the logging setup), and the traceback of a failure,
+    into the run's log file."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    _RUN_FILES.add(handler)
     try:
-        yield
+        with _playground_info():
+            yield
     except Exception as e:
         if isinstance(e, PlaygroundError):
             handler.stream.write(f"error: {e}\n")
@@ -299,6 +340,7 @@ def log_file(path: str) -> Iterator[None]:
             handler.stream.write(traceback.format_exc())
         raise
     finally:
+        _RUN_FILES.discard(handler)
         logging.getLogger().removeHandler(handler)
         handler.close()
 
