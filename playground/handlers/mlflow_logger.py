@@ -71,5 +71,5 @@ class MLflowLogger(TrackerLogger):
     def send_files(self, folder: str) -> None:
         self.client.log_artifacts(self.run_id, folder)
 
-    def close_run(self, finished: bool) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED" if finished else "FAILED")
+    def close_run(self) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED")

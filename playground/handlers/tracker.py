@@ -43,8 +43,8 @@ def read_json(path: str) -> dict:
 
 
 class TrackerLogger(EventHandler):
-    """Base of the tracker handlers; a subclass implements `open_run`, `send_params`, `send_metrics`,
-    `send_files` and `close_run`."""
+    """Base of the tracker handlers; a subclass implements `open_run` (which also sends the params and tags),
+    `send_metrics`, `send_files` and `close_run`."""
 
     phase = Phase.WRITE
 
@@ -69,7 +69,8 @@ class TrackerLogger(EventHandler):
         """Every file in `folder` as an artifact of the run."""
         raise NotImplementedError
 
-    def close_run(self, finished: bool) -> None:
+    def close_run(self) -> None:
+        """The run ended finished."""
         raise NotImplementedError
 
     # -- the events
@@ -126,7 +127,7 @@ class TrackerLogger(EventHandler):
                 json.dump(exp.gen_output(exp), f, indent=1, default=str)
             plots.write(exp.history, list(exp.info.plots), folder)
             self.send_files(folder)
-        self.close_run(finished=True)
+        self.close_run()
         self.open = self.ending = False
 
     def state_dict(self) -> dict[str, Any]:

@@ -74,5 +74,5 @@ class WandbLogger(TrackerLogger):
         for name in os.listdir(folder):
             shutil.copy(os.path.join(folder, name), os.path.join(self.run.dir, name))
 
-    def close_run(self, finished: bool) -> None:
-        self.run.finish(exit_code=0 if finished else 1)
+    def close_run(self) -> None:
+        self.run.finish()
