@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 from playground import plots
 from playground.errors import UsageError
 from playground.events import EventHandler, Phase
+from playground.lab.recorder import STEP, X
 from playground.opts import flatten
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
-
-ROW_KEYS = ("epoch", "iteration")  # a row's position, not a metric; "iteration" is the global step
 
 
 def require(package: str, handler: str) -> None:
@@ -94,9 +93,9 @@ class TrackerLogger(EventHandler):
         metrics = []
         for kind, rows in exp.history.items():
             for row in rows[self.sent.get(kind, 0):]:
-                step = row["iteration"]
+                step = row[STEP]  # the global step
                 metrics += [(name, float(value), step) for name, value in row.items()
-                            if name not in ROW_KEYS and isinstance(value, (int, float)) and math.isfinite(value)
+                            if name not in (X, STEP) and isinstance(value, (int, float)) and math.isfinite(value)
                             and step > self.held.get(name, self.held.get("*", -1))]
             self.sent[kind] = len(rows)
         if metrics:
