@@ -52,11 +52,13 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "EMA": "playground.handlers.EMA",
         "LRMonitor": "playground.handlers.LRMonitor",
         "LogReport": "playground.handlers.LogReport",
+        "MLflowLogger": "playground.handlers.MLflowLogger",
         "ModelStatistics": "playground.handlers.ModelStatistics",
         "PrintReport": "playground.handlers.PrintReport",
         "Profiler": "playground.handlers.Profiler",
         "ProgressBar": "playground.handlers.ProgressBar",
         "Recorder": "playground.lab.Recorder",
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
+        "WandbLogger": "playground.handlers.WandbLogger",
     },
 }

@@ -11,16 +11,19 @@ from playground.handlers.dump_graph import DumpGraph
 from playground.handlers.early_stopping import EarlyStopping
 from playground.handlers.ema import EMA
 from playground.handlers.lr_monitor import LRMonitor
+from playground.handlers.mlflow_logger import MLflowLogger
 from playground.handlers.model_statistics import ModelStatistics
 from playground.errors import NonFiniteLossError
 from playground.handlers.nan_guard import TerminateOnNaN
 from playground.handlers.profiler import Profiler
 from playground.handlers.progress import ProgressBar
 from playground.handlers.reports import LogReport, PrintReport
+from playground.handlers.wandb_logger import WandbLogger
 from playground.lab.recorder import Recorder
 
-__all__ = ["BestCheckpoint", "DumpGraph", "EMA", "EarlyStopping", "LRMonitor", "LogReport", "ModelStatistics",
-           "NonFiniteLossError", "PrintReport", "Profiler", "ProgressBar", "TerminateOnNaN", "default_handlers"]
+__all__ = ["BestCheckpoint", "DumpGraph", "EMA", "EarlyStopping", "LRMonitor", "LogReport", "MLflowLogger",
+           "ModelStatistics", "NonFiniteLossError", "PrintReport", "Profiler", "ProgressBar", "TerminateOnNaN",
+           "WandbLogger", "default_handlers"]
 
 
 def default_handlers(progress_bar: bool, handlers: list[tuple[dict, type]]) -> list[tuple[dict, type]]:
