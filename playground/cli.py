@@ -39,7 +39,7 @@ def plugin_commands() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from playground import __version__
+    from playground import __version__, slurm
 
     parser = UsageParser(prog="playground", description="Run deep-learning experiments from JSON opts.")
     parser.add_argument("--version", action="version", version=f"playground {__version__}")
@@ -59,12 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the opts, resolve every component, print them, and exit without training")
     run.add_argument("--shard-id", type=int, default=None, metavar="I",
                      help="this host's index, 0 to distributed.num_shards - 1 (multi-host runs; not under torchrun)")
+    slurm.add_arguments(run)
     schema = commands.add_parser("schema", help="print the JSON Schema of the opts, for editors")
     schema.add_argument("--parameters-json", "--opts", metavar="JSON_OR_FILE",
                         help="also cover the keys of the components this opts file names")
     from playground.lab import commands as lab_commands
 
     lab_commands.add_parsers(commands)  # runs, sweep
+    slurm.add_arguments(commands.choices["sweep"])
     for name, plugin in plugin_commands().items():
         commands.add_parser(name, add_help=False, help=f"from {plugin.module} ({name} --help)")
     return parser
@@ -105,6 +107,10 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(runner.describe(opts, components))
         return 0
+    if args.submit:
+        from playground import slurm
+
+        return slurm.command_run(args, opts)
     log.debug("the run, as --dry-run shows it:\n%s", runner.describe(opts, components))
     return launch.run(opts, components, args.shard_id, args.argv, functools.partial(lab.run_folder, resume=args.resume))
 

@@ -292,6 +292,10 @@ def command(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     root = runs_root(base)
     sweep = Sweep(root, base, grid_points(grid), grid)
+    if getattr(args, "submit", None):
+        from playground import slurm
+
+        return slurm.command_sweep(args, sweep)
     sweep.plan()
     print(f"sweep {sweep.id}: {len(sweep.points)} point(s) under {root} (bookkeeping {sweep.path})", flush=True)
     try:
