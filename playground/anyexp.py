@@ -43,6 +43,7 @@ class AnyExp:
         from playground.builtins import gen_checkpoint_path, output_generator
 
         self.parts, self.info, self.opts = parts, info, info.opts
+        self.opts_sha256 = checkpoint.opts_digest(self.opts)  # once, not at every checkpoint
         self.seed, self.device, self.folder = info.seed, info.device, info.folder
         self.rank, self.world_size = info.rank, info.world_size
         self.total_batch_size, self.epoch_iterations = info.total_batch_size, info.epoch_iterations

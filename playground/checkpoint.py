@@ -167,7 +167,7 @@ def capture(exp) -> dict:
             "lr_scheduler": exp.lr_scheduler.state_dict() if exp.lr_scheduler else None,
             "grad_scaler": exp.scaler.state_dict(), "state": exp.state.state_dict(), "rng": rng_states(),
             "handlers": [{"name": type(h).__name__, "state": h.state_dict()} for h in exp.handlers],
-            "total_batch_size": exp.total_batch_size, "opts_sha256": opts_digest(exp.opts),
+            "total_batch_size": exp.total_batch_size, "opts_sha256": exp.opts_sha256,
             "complete": exp.state.complete}  # every rank must know a restored run has nothing left to train
 
 
