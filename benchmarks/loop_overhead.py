@@ -7,6 +7,12 @@ start-up cancels; rounds are interleaved and the median is reported. Time to the
 measured from process launch (imports included) for `playground run` and for a handwritten script.
 
     python benchmarks/loop_overhead.py [--rounds 7] [--short 200] [--long 1200]
+    python benchmarks/loop_overhead.py --profile
+
+--profile times both loops over the same epochs (the best of several, in one process), then runs the loop with
+its seams wrapped in timers (event dispatch, the stop vote, the checkpoint rule, recording, batch fetch, the
+contexts, to_device, the grad scaler, the lines of train_step and run_iteration themselves) and prints the
+microseconds per step of each beside the training work that any loop does.
 """
 from __future__ import annotations
 
@@ -18,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from playground import data, runner  # noqa: E402
+from playground import data, distributed, runner  # noqa: E402
 from playground.builtins import synthetic_input  # noqa: E402
 
 torch.set_num_threads(1)
@@ -57,17 +64,23 @@ def playground_loop(steps: int, metrics: bool) -> float:
         return time.perf_counter() - started
 
 
-def handwritten_loop(steps: int, metrics: bool) -> float:
-    """What a researcher writes by hand: the same model, data, order and optimizer."""
-    started = time.perf_counter()
+def handwritten_setup(steps: int) -> tuple:
+    """What a researcher writes by hand: the same model, data and optimizer."""
     torch.manual_seed(1)
     dataset = synthetic_input.make(steps * BATCH, 32, 10, 3.0, 1, "train")
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9)
-    order = data.epoch_order(len(dataset), steps * BATCH, 1, 0)
+    return dataset.tensors, model, optimizer
+
+
+def handwritten_epoch(features: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module,
+                      optimizer: torch.optim.Optimizer, epoch: int, metrics: bool) -> None:
+    """One epoch in the same order as the loop's; a batch is one indexing op per tensor."""
+    order = data.epoch_order(len(features), len(features), 1, epoch)
     log = []
-    for step in range(steps):
-        x, y = dataset.get_batch(order[step * BATCH:(step + 1) * BATCH].tolist())
+    for step in range(len(features) // BATCH):
+        index = order[step * BATCH:(step + 1) * BATCH]
+        x, y = features[index], labels[index]
         logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -76,11 +89,160 @@ def handwritten_loop(steps: int, metrics: bool) -> float:
         if metrics and (step + 1) % RECORD_EVERY == 0:  # the same metrics, as often as the example records
             accuracy = (logits.detach().softmax(-1).argmax(-1) == y).float().mean()
             log.append((loss.item(), accuracy.item()))
+
+
+def handwritten_loop(steps: int, metrics: bool) -> float:
+    started = time.perf_counter()
+    handwritten_epoch(*handwritten_setup(steps), 0, metrics)
     return time.perf_counter() - started
 
 
 def per_step(loop, short: int, long: int, metrics: bool) -> float:
     return (loop(long, metrics) - loop(short, metrics)) / (long - short)
+
+
+def build_experiment(steps: int, metrics: bool, folder: str):
+    """The example's experiment as `playground run` builds it, before restoring and running."""
+    opts, components = runner.prepare(example_opts(steps, metrics, folder))
+    info = runner.run_info(opts, folder)
+    runner.seed_everything(info.seed)
+    return runner.experiment_class(components)(runner.build_parts(components, info), info)
+
+
+class Timings:
+    """Seconds and calls of the functions it wraps, each call's own: less the wrapped calls made within it and
+    their timers' cost (`wrapper_secs` each, measured once)."""
+
+    def __init__(self):
+        self.secs: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.inside = [0.0]  # per open call: the seconds its wrapped calls took, timers included
+        self.wrapper_secs = 0.0
+        noop, timed = (lambda: None), self.wrap("calibration", lambda: None)
+        bare = min(timeit.repeat(noop, number=20000, repeat=5))
+        self.wrapper_secs = max(0.0, (min(timeit.repeat(timed, number=20000, repeat=5)) - bare) / 20000)
+        self.secs.clear(), self.calls.clear()
+
+    def timed(self, name: str, function, *args, **kwargs):
+        self.inside.append(0.0)
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            secs = time.perf_counter() - started
+            inside = self.inside.pop()
+            self.inside[-1] += secs + self.wrapper_secs
+            self.secs[name] = self.secs.get(name, 0.0) + secs - inside
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+    def wrap(self, name: str, function):
+        return lambda *args, **kwargs: self.timed(name, function, *args, **kwargs)
+
+    def wrap_context(self, name: str, factory):
+        """A context-manager factory whose creation, entry and exit count as `name`."""
+        timings = self
+
+        class Timed:
+            def __init__(self, *args):
+                self.inner = timings.timed(name, factory, *args)
+
+            def __enter__(self):
+                timings.timed(name, self.inner.__enter__)
+                timings.calls[name] -= 1
+
+            def __exit__(self, *exc):
+                timings.timed(name, self.inner.__exit__, *exc)
+                timings.calls[name] -= 1
+        return Timed
+
+    def wrap_iterator(self, name: str, iterator):
+        while True:
+            try:
+                item = self.timed(name, next, iterator)
+            except StopIteration:
+                return
+            yield item
+
+    def per_step(self, name: str, steps: int) -> tuple[float, float]:
+        """Calls and seconds of `name` per step."""
+        return self.calls.get(name, 0) / steps, self.secs.get(name, 0.0) / steps
+
+
+def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
+    """Wrap the seams of `exp`'s loop; return the table's rows: (label, timed name)."""
+    wrap = timings.wrap
+    train_batches = exp.train_batches
+    exp.train_batches = lambda *a: timings.wrap_iterator("fetch", wrap("epoch's batch lists", train_batches)(*a))
+    exp.fire = wrap("fire", exp.fire)
+    exp.checkpoint_due = wrap("checkpoint_due", exp.checkpoint_due)
+    exp.record_train = wrap("record_train", exp.record_train)
+    exp.to_device = wrap("to_device", exp.to_device)
+    exp.autocast = timings.wrap_context("autocast", exp.autocast)
+    exp.no_sync = timings.wrap_context("no_sync", exp.no_sync)
+    for method in ("scale", "step", "update", "unscale_"):
+        setattr(exp.scaler, method, wrap("scaler", getattr(exp.scaler, method)))
+    exp.forward = wrap("forward", exp.forward)
+    exp.model = wrap("network", exp.model)
+    if hasattr(exp, "criterion"):
+        exp.criterion = wrap("loss", exp.criterion)
+    exp.optimizer.step = wrap("optimizer.step", exp.optimizer.step)
+    exp.optimizer.zero_grad = wrap("zero_grad", exp.optimizer.zero_grad)
+    exp.run_iteration = wrap("run_iteration", exp.run_iteration)
+    exp.train_step = wrap("train_step", exp.train_step)
+    distributed.agree_stop = wrap("agree_stop", distributed.agree_stop)  # anyexp calls it through the module
+    torch.Tensor.backward = wrap("backward", torch.Tensor.backward)
+    return [("batch fetch (next batch)", "fetch"), ("batch lists (per epoch)", "epoch's batch lists"),
+            ("events (fire)", "fire"), ("stop vote (agree_stop)", "agree_stop"),
+            ("checkpoint rule", "checkpoint_due"), ("recording (record_train)", "record_train"),
+            ("to_device", "to_device"), ("autocast context", "autocast"), ("no_sync context", "no_sync"),
+            ("grad scaler, less the optimizer step", "scaler"), ("forward, less network and loss", "forward"),
+            ("train_step's own lines", "train_step"), ("run_iteration's own lines", "run_iteration")]
+
+
+def best_per_step(run_epoch, steps: int, blocks: int) -> float:
+    """The fastest of `blocks` epochs, per step: the least disturbed by other work on a shared machine."""
+    best = float("inf")
+    for epoch in range(blocks):
+        started = time.perf_counter()
+        run_epoch(epoch)
+        best = min(best, time.perf_counter() - started)
+    return best / steps
+
+
+def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
+    """Per-step time of the loop and of the handwritten loop (the best of `blocks` epochs of `steps` each), then
+    where the loop's time goes, timed in place (each piece's best over `blocks` more epochs)."""
+    with tempfile.TemporaryDirectory() as folder:
+        exp = build_experiment(steps, metrics, folder)
+        (features, labels), model, optimizer = handwritten_setup(steps)
+        hand = best_per_step(lambda e: handwritten_epoch(features, labels, model, optimizer, e, metrics), steps, blocks)
+        loop = best_per_step(exp.run_epoch, steps, blocks)
+        print(f"metrics {'on' if metrics else 'off'}: handwritten {hand * 1e6:.1f} us/step, playground "
+              f"{loop * 1e6:.1f} us/step: {(loop - hand) * 1e6:+.1f} us, {loop / hand:.3f}x (best of {blocks} epochs)")
+        index = data.epoch_order(len(features), len(features), 1, 0)[:BATCH]
+        fetch = min(timeit.repeat(lambda: (features[index], labels[index]), number=2000, repeat=5)) / 2000
+        timings = Timings()
+        backward, agree_stop = torch.Tensor.backward, distributed.agree_stop
+        rows = instrument(exp, timings)
+        best: dict[str, tuple[float, float]] = {}  # per timed name, its least seconds per step over the epochs
+        try:
+            for epoch in range(blocks, 2 * blocks):
+                timings.secs.clear(), timings.calls.clear()
+                exp.run_epoch(epoch)
+                for name in timings.secs:
+                    calls, secs = timings.per_step(name, steps)
+                    best[name] = min(best.get(name, (calls, secs)), (calls, secs), key=lambda pair: pair[1])
+        finally:
+            torch.Tensor.backward, distributed.agree_stop = backward, agree_stop
+        print(f"  {'where the loop spends it (us per step)':40} {'calls':>6} {'us':>7}")
+        for label, name in rows:
+            calls, secs = best.get(name, (0.0, 0.0))
+            print(f"  {label:40} {calls:6.2f} {secs * 1e6:7.2f}")
+        print(f"  {'handwritten: the same fetch':40} {1:6.2f} {fetch * 1e6:7.2f}")
+        work = sum(best[name][1] for name in ("network", "loss", "backward", "optimizer.step", "zero_grad")
+                   if name in best)
+        print(f"  {'work (network, loss, backward, step)':40} {'':6} {work * 1e6:7.2f}")
+        print(f"  (the timers' own cost, {timings.wrapper_secs * 1e6:.2f} us per timed call, is subtracted)")
 
 
 FIRST_STEP_HANDWRITTEN = """
@@ -119,7 +281,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--short", type=int, default=200)
     parser.add_argument("--long", type=int, default=1200)
+    parser.add_argument("--profile", action="store_true", help="where the loop's time per step goes, instead")
     args = parser.parse_args()
+    if args.profile:
+        for metrics in (False, True):
+            profile(metrics)
+        return
 
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
