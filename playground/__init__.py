@@ -1,5 +1,4 @@
 """playground: deep-learning experiments in PyTorch, driven by JSON opts that name swappable components."""
-from playground.anyexp import AnyExp
 from playground.errors import PlaygroundError
 from playground.events import Event, EventHandler
 
@@ -7,7 +6,12 @@ __all__ = ["AnyExp", "Estimator", "Event", "EventHandler", "PlaygroundError"]
 
 
 def __getattr__(name: str):
-    """`playground.Estimator`, imported on first use (it pulls in the runner, the lab book and the handlers)."""
+    """`playground.AnyExp` and `playground.Estimator`, imported on first use: they pull in torch (about 1 s), which
+    commands that do not train, such as make-lmdb, then never import."""
+    if name == "AnyExp":
+        from playground.anyexp import AnyExp
+
+        return AnyExp
     if name == "Estimator":
         from playground.estimator import Estimator
 
