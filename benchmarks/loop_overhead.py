@@ -1,10 +1,12 @@
 """Per-step cost of the playground loop against a handwritten PyTorch loop doing the same work.
 
 The work: the MLP example (32 -> 64 -> 10), batch 64, SGD momentum 0.9, one thread, the same in-memory data
-and the same per-epoch order. "Metrics on" is the example's train loss and top-1 accuracy, computed as often as
-the example records them (output.record_every_iters); the handwritten loop computes the same at the same steps. Per-step time is (time of a long run - time of a short run) / (extra steps), so
-start-up cancels; rounds are interleaved and the median is reported. Time to the first optimizer step is
-measured from process launch (imports included) for `playground run` and for a handwritten script.
+and the same per-epoch order; the handwritten loop takes each batch with one indexing op per tensor. "Metrics on"
+is the example's train loss and top-1 accuracy, computed as often as the example records them
+(output.record_every_iters); the handwritten loop computes the same at the same steps. Per-step time is (time of
+a long run - time of a short run) / (extra steps), so start-up cancels; rounds are interleaved and the median is
+reported. Time to the first optimizer step is measured from process launch (imports included) for `playground
+run` and for a handwritten script.
 
     python benchmarks/loop_overhead.py [--rounds 7] [--short 200] [--long 1200]
     python benchmarks/loop_overhead.py --profile

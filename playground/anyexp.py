@@ -69,7 +69,10 @@ class AnyExp:
         self.test_meters = {m.name: m.meter for m in parts.metrics if not m.is_train}
         distributed.check_meters({m.name: m.meter for m in parts.metrics}, self.world_size)
         self.handlers = list(parts.handlers)
-        self.dispatch = dispatch_table(self.handlers)
+        # Only the events heard by a handler or by this class's own hook: fire() returns at once for the others.
+        own_hooks = {e for e in Event if getattr(type(self), f"on_{e.value}") is not getattr(AnyExp, f"on_{e.value}")}
+        self.dispatch = {event: handlers for event, handlers in dispatch_table(self.handlers).items()
+                         if handlers or event in own_hooks}
         self.gen_output = parts.gen_output or output_generator.gen_output
         self.checkpoint_name = parts.checkpoint_name or gen_checkpoint_path.checkpoint_name
 
@@ -152,23 +155,33 @@ class AnyExp:
         `forward`. Their gradients are summed with each loss divided by their number, so the step equals one on
         all of them at once (for equal batch sizes); only the last one all-reduces under DDP."""
         step_blobs = []
-        for i, batch in enumerate(batches):
-            inputs, labels = self.to_device(batch, self.train_dataset)
-            with self.no_sync() if i < len(batches) - 1 else contextlib.nullcontext():
-                with self.autocast():
-                    blobs = self.forward(inputs, labels)
-                if i == 0:  # after the forward: the old gradients' memory then serves the new ones (~6% on a
-                    self.optimizer.zero_grad(set_to_none=True)  # CPU ResNet-50, where fresh pages fault)
-                self.scaler.scale(blobs["loss"] / len(batches)).backward()
-            blobs.setdefault("batch_size", data.batch_size(labels))  # forward may set it
-            step_blobs.append(blobs)
+        for i, batch in enumerate(batches[:-1]):
+            with self.no_sync():  # under DDP these skip the gradient all-reduce (DDP sums locally meanwhile)
+                step_blobs.append(self.forward_backward(batch, i == 0, len(batches)))
+        step_blobs.append(self.forward_backward(batches[-1], len(batches) == 1, len(batches)))
         self.clip_gradients()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        blobs["learning_rate"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:  # a disabled scaler would only pass the call on
+            self.optimizer.step()
+        step_blobs[-1]["learning_rate"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
         return step_blobs
+
+    def forward_backward(self, batch: Any, first: bool, of: int) -> dict:
+        """Forward and backward on one of a step's `of` batches, its loss divided by `of`; returns its blobs.
+        The first clears the old gradients after its forward: their memory then serves the new ones (~6% on a
+        CPU ResNet-50, where fresh pages fault)."""
+        inputs, labels = self.to_device(batch, self.train_dataset)
+        blobs = self.run_forward(inputs, labels)
+        if first:
+            self.optimizer.zero_grad(set_to_none=True)
+        loss = blobs["loss"] / of if of > 1 else blobs["loss"]  # dividing by 1 would cost an op and its backward
+        (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
+        blobs.setdefault("batch_size", data.batch_size(labels))  # forward may set it
+        return blobs
 
     def clip_gradients(self) -> None:
         """Clip the summed gradients by grad_clip_norm or grad_clip_value (fp16: unscaled first, so the limit is
@@ -212,8 +225,7 @@ class AnyExp:
             meter.reset()
         for batch in self.test_batches():
             inputs, labels = self.to_device(batch, self.test_dataset)
-            with self.autocast():
-                blobs = self.forward(inputs, labels)
+            blobs = self.run_forward(inputs, labels)
             blobs.setdefault("batch_size", data.batch_size(labels))
             self.update_meters(self.test_meters, blobs)
         values = distributed.compute_all(self.test_meters, self)
@@ -257,6 +269,14 @@ class AnyExp:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def run_forward(self, inputs: Any, labels: Any) -> dict:
+        """`forward`, under autocast with mixed precision (without, no context is entered: it would cost a step
+        of a small model a few microseconds)."""
+        if self.autocast_dtype is None:
+            return self.forward(inputs, labels)
+        with self.autocast():
+            return self.forward(inputs, labels)
 
     def record_train(self) -> None:
         """Train meters on this iteration's batches, throughput since the last record, and the learning rate."""
@@ -316,9 +336,12 @@ class AnyExp:
 
     def fire(self, event: Event, **kwargs: Any) -> None:
         """Call this experiment's hook `on_<event>`, then the handlers acting on it (see events.dispatch_table)."""
+        handlers = self.dispatch.get(event)
+        if handlers is None:  # nothing hears it
+            return
         method = f"on_{event.value}"
         getattr(self, method)(**kwargs)
-        for handler in self.dispatch[event]:
+        for handler in handlers:
             if handler.trigger is not None and not handler.trigger.lets_through(event, self):
                 continue
             try:
