@@ -72,7 +72,7 @@ def handwritten_setup(steps: int) -> tuple:
     dataset = synthetic_input.make(steps * BATCH, 32, 10, 3.0, 1, "train")
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9)
-    return dataset.tensors, model, optimizer
+    return (*dataset.tensors, model, optimizer)
 
 
 def handwritten_epoch(features: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module,
@@ -216,7 +216,7 @@ def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
     where the loop's time goes, timed in place (each piece's best over `blocks` more epochs)."""
     with tempfile.TemporaryDirectory() as folder:
         exp = build_experiment(steps, metrics, folder)
-        (features, labels), model, optimizer = handwritten_setup(steps)
+        features, labels, model, optimizer = handwritten_setup(steps)
         hand = best_per_step(lambda e: handwritten_epoch(features, labels, model, optimizer, e, metrics), steps, blocks)
         loop = best_per_step(exp.run_epoch, steps, blocks)
         print(f"metrics {'on' if metrics else 'off'}: handwritten {hand * 1e6:.1f} us/step, playground "
