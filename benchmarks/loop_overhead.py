@@ -8,8 +8,8 @@ a long run - time of a short run) / (extra steps), so start-up cancels; rounds a
 reported. Time to the first optimizer step is measured from process launch (imports included) for `playground
 run` and for a handwritten script.
 
-    python benchmarks/loop_overhead.py [--rounds 7] [--short 200] [--long 1200]
-    python benchmarks/loop_overhead.py --profile
+    python benchmarks/loop_overhead.py [--rounds 7] [--short 200] [--long 1200] [--cpu-time]
+    python benchmarks/loop_overhead.py --profile [--cpu-time]
 
 --profile times both loops over the same epochs (the best of several, in one process), then runs the loop with
 its seams wrapped in timers (event dispatch, the stop vote, the checkpoint rule, recording, batch fetch, the
@@ -38,6 +38,7 @@ from playground.builtins import synthetic_input  # noqa: E402
 
 torch.set_num_threads(1)
 BATCH = 64
+clock = time.perf_counter  # per-step figures; --cpu-time: time.process_time
 
 
 def example_opts(steps: int, metrics: bool, folder: str) -> dict:
@@ -61,9 +62,9 @@ def playground_loop(steps: int, metrics: bool) -> float:
     with tempfile.TemporaryDirectory() as folder:
         opts, components = runner.prepare(example_opts(steps, metrics, folder))
         os.makedirs(folder, exist_ok=True)
-        started = time.perf_counter()
+        started = clock()
         runner.run(opts, components, folder)
-        return time.perf_counter() - started
+        return clock() - started
 
 
 def handwritten_setup(steps: int) -> tuple:
@@ -94,9 +95,9 @@ def handwritten_epoch(features: torch.Tensor, labels: torch.Tensor, model: torch
 
 
 def handwritten_loop(steps: int, metrics: bool) -> float:
-    started = time.perf_counter()
+    started = clock()
     handwritten_epoch(*handwritten_setup(steps), 0, metrics)
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def per_step(loop, short: int, long: int, metrics: bool) -> float:
@@ -112,33 +113,39 @@ def build_experiment(steps: int, metrics: bool, folder: str):
 
 
 class Timings:
-    """Seconds and calls of the functions it wraps, each call's own: less the wrapped calls made within it and
-    their timers' cost (`wrapper_secs` each, measured once)."""
+    """Seconds and calls of the functions it wraps, each call's own: less the wrapped calls made within it and their
+    timers. What a timer adds is measured in place (a timer around a timer), with the caches as the loop leaves
+    them, where it costs twice what it does in a tight loop."""
 
     def __init__(self):
         self.secs: dict[str, float] = {}
         self.calls: dict[str, int] = {}
-        self.inside = [0.0]  # per open call: the seconds its wrapped calls took, timers included
-        self.wrapper_secs = 0.0
-        noop, timed = (lambda: None), self.wrap("calibration", lambda: None)
-        bare = min(timeit.repeat(noop, number=20000, repeat=5))
-        self.wrapper_secs = max(0.0, (min(timeit.repeat(timed, number=20000, repeat=5)) - bare) / 20000)
-        self.secs.clear(), self.calls.clear()
+        self.children: dict[str, int] = {}  # wrapped calls made directly within each
+        self.inside = [[0.0, 0]]  # per open call: the seconds of the wrapped calls made in it, and their number
 
     def timed(self, name: str, function, *args, **kwargs):
-        self.inside.append(0.0)
+        self.inside.append([0.0, 0])
         started = time.perf_counter()
         try:
             return function(*args, **kwargs)
         finally:
             secs = time.perf_counter() - started
-            inside = self.inside.pop()
-            self.inside[-1] += secs + self.wrapper_secs
+            inside, children = self.inside.pop()
+            self.inside[-1][0] += secs
+            self.inside[-1][1] += 1
             self.secs[name] = self.secs.get(name, 0.0) + secs - inside
             self.calls[name] = self.calls.get(name, 0) + 1
+            self.children[name] = self.children.get(name, 0) + children
 
     def wrap(self, name: str, function):
         return lambda *args, **kwargs: self.timed(name, function, *args, **kwargs)
+
+    def timer_secs(self) -> float:
+        """What one timer adds to the call around it: the probe's ("timer", wrapped around one timed call)."""
+        return self.secs.get("timer", 0.0) / max(self.calls.get("timer", 0), 1)
+
+    def clear(self) -> None:
+        self.secs.clear(), self.calls.clear(), self.children.clear()
 
     def wrap_context(self, name: str, factory):
         """A context-manager factory whose creation, entry and exit count as `name`."""
@@ -166,8 +173,9 @@ class Timings:
             yield item
 
     def per_step(self, name: str, steps: int) -> tuple[float, float]:
-        """Calls and seconds of `name` per step."""
-        return self.calls.get(name, 0) / steps, self.secs.get(name, 0.0) / steps
+        """Calls and own seconds of `name` per step."""
+        own = self.secs.get(name, 0.0) - self.children.get(name, 0) * self.timer_secs()
+        return self.calls.get(name, 0) / steps, own / steps
 
 
 def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
@@ -176,9 +184,10 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     train_batches = exp.train_batches
     exp.train_batches = lambda *a: timings.wrap_iterator("fetch", wrap("epoch's batch lists", train_batches)(*a))
     exp.fire = wrap("fire", exp.fire)
-    exp.checkpoint_due = wrap("checkpoint_due", exp.checkpoint_due)
-    exp.record_train = wrap("record_train", exp.record_train)
-    exp.to_device = wrap("to_device", exp.to_device)
+    exp.checkpoint_due = wrap("timer", wrap("checkpoint_due", exp.checkpoint_due))  # the probe of timer_secs
+    for name in ("record_train", "to_device", "forward_backward", "run_forward", "clip_gradients"):
+        if hasattr(exp, name):  # the seams of this version of the loop
+            setattr(exp, name, wrap(name, getattr(exp, name)))
     exp.autocast = timings.wrap_context("autocast", exp.autocast)
     exp.no_sync = timings.wrap_context("no_sync", exp.no_sync)
     for method in ("scale", "step", "update", "unscale_"):
@@ -198,17 +207,21 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
             ("checkpoint rule", "checkpoint_due"), ("recording (record_train)", "record_train"),
             ("to_device", "to_device"), ("autocast context", "autocast"), ("no_sync context", "no_sync"),
             ("grad scaler, less the optimizer step", "scaler"), ("forward, less network and loss", "forward"),
-            ("train_step's own lines", "train_step"), ("run_iteration's own lines", "run_iteration")]
+            ("run_forward's own lines", "run_forward"), ("clip_gradients", "clip_gradients"),
+            ("forward_backward's own lines", "forward_backward"), ("train_step's own lines", "train_step"),
+            ("run_iteration's own lines", "run_iteration")]
 
 
-def best_per_step(run_epoch, steps: int, blocks: int) -> float:
-    """The fastest of `blocks` epochs, per step: the least disturbed by other work on a shared machine."""
-    best = float("inf")
+def best_per_step(run_epochs: list, steps: int, blocks: int) -> list[float]:
+    """Each of `run_epochs`' fastest of `blocks` epochs, per step, taken in turn: the least disturbed by other work
+    on a shared machine."""
+    best = [float("inf")] * len(run_epochs)
     for epoch in range(blocks):
-        started = time.perf_counter()
-        run_epoch(epoch)
-        best = min(best, time.perf_counter() - started)
-    return best / steps
+        for i, run_epoch in enumerate(run_epochs):
+            started = clock()
+            run_epoch(epoch)
+            best[i] = min(best[i], clock() - started)
+    return [secs / steps for secs in best]
 
 
 def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
@@ -217,19 +230,19 @@ def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
     with tempfile.TemporaryDirectory() as folder:
         exp = build_experiment(steps, metrics, folder)
         features, labels, model, optimizer = handwritten_setup(steps)
-        hand = best_per_step(lambda e: handwritten_epoch(features, labels, model, optimizer, e, metrics), steps, blocks)
-        loop = best_per_step(exp.run_epoch, steps, blocks)
+        hand, loop = best_per_step([lambda e: handwritten_epoch(features, labels, model, optimizer, e, metrics),
+                                    exp.run_epoch], steps, blocks)
         print(f"metrics {'on' if metrics else 'off'}: handwritten {hand * 1e6:.1f} us/step, playground "
-              f"{loop * 1e6:.1f} us/step: {(loop - hand) * 1e6:+.1f} us, {loop / hand:.3f}x (best of {blocks} epochs)")
-        index = data.epoch_order(len(features), len(features), 1, 0)[:BATCH]
-        fetch = min(timeit.repeat(lambda: (features[index], labels[index]), number=2000, repeat=5)) / 2000
+              f"{loop * 1e6:.1f} us/step: {(loop - hand) * 1e6:+.1f} us, {loop / hand:.3f}x (best of {blocks} epochs each, in turn)")
         timings = Timings()
         backward, agree_stop = torch.Tensor.backward, distributed.agree_stop
         rows = instrument(exp, timings)
         best: dict[str, tuple[float, float]] = {}  # per timed name, its least seconds per step over the epochs
+        fetch = float("inf")
         try:
             for epoch in range(blocks, 2 * blocks):
-                timings.secs.clear(), timings.calls.clear()
+                fetch = min(fetch, handwritten_fetch_secs(features, labels, model, optimizer, epoch))
+                timings.clear()
                 exp.run_epoch(epoch)
                 for name in timings.secs:
                     calls, secs = timings.per_step(name, steps)
@@ -240,11 +253,29 @@ def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
         for label, name in rows:
             calls, secs = best.get(name, (0.0, 0.0))
             print(f"  {label:40} {calls:6.2f} {secs * 1e6:7.2f}")
-        print(f"  {'handwritten: the same fetch':40} {1:6.2f} {fetch * 1e6:7.2f}")
+        print(f"  {'handwritten: its fetch, timed alike':40} {1:6.2f} {fetch * 1e6:7.2f}")
         work = sum(best[name][1] for name in ("network", "loss", "backward", "optimizer.step", "zero_grad")
                    if name in best)
         print(f"  {'work (network, loss, backward, step)':40} {'':6} {work * 1e6:7.2f}")
-        print(f"  (the timers' own cost, {timings.wrapper_secs * 1e6:.2f} us per timed call, is subtracted)")
+        print(f"  (each timer's own cost, {best.get('timer', (0, 0))[1] * 1e6:.2f} us here, is subtracted)")
+
+
+def handwritten_fetch_secs(features: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module,
+                           optimizer: torch.optim.Optimizer, epoch: int) -> float:
+    """Seconds per step of the handwritten loop's batch fetch, timed between its training steps (the caches as
+    training leaves them), as the loop's seams are."""
+    order = data.epoch_order(len(features), len(features), 1, epoch)
+    secs, steps = 0.0, len(features) // BATCH
+    for step in range(steps):
+        started = time.perf_counter()
+        index = order[step * BATCH:(step + 1) * BATCH]
+        x, y = features[index], labels[index]
+        secs += time.perf_counter() - started
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return secs / steps
 
 
 FIRST_STEP_HANDWRITTEN = """
@@ -284,10 +315,18 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=200)
     parser.add_argument("--long", type=int, default=1200)
     parser.add_argument("--profile", action="store_true", help="where the loop's time per step goes, instead")
+    parser.add_argument("--epochs", type=int, default=15, help="--profile: epochs of 200 steps of each loop, the "
+                        "fastest counted (more on a busy machine)")
+    parser.add_argument("--cpu-time", action="store_true", help="per-step figures in this process's CPU time, not "
+                        "wall time: on a busy shared machine, the time other processes hold the cores then does not "
+                        "count (time to the first step stays wall time)")
     args = parser.parse_args()
+    if args.cpu_time:
+        global clock
+        clock = time.process_time
     if args.profile:
         for metrics in (False, True):
-            profile(metrics)
+            profile(metrics, blocks=args.epochs)
         return
 
     results: dict[str, list[float]] = {}

@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 
 from playground import checkpoint, data, distributed, plots
 from playground.errors import HandlerError, PlaygroundError, Stopped, UsageError
-from playground.events import Event, dispatch_table
+from playground.events import Event, EventHandler, dispatch_table
 from playground.parts import Parts, RunInfo
 from playground.state import ExperimentState, StopRequest
 
@@ -69,10 +69,7 @@ class AnyExp:
         self.test_meters = {m.name: m.meter for m in parts.metrics if not m.is_train}
         distributed.check_meters({m.name: m.meter for m in parts.metrics}, self.world_size)
         self.handlers = list(parts.handlers)
-        # Only the events heard by a handler or by this class's own hook: fire() returns at once for the others.
-        own_hooks = {e for e in Event if getattr(type(self), f"on_{e.value}") is not getattr(AnyExp, f"on_{e.value}")}
-        self.dispatch = {event: handlers for event, handlers in dispatch_table(self.handlers).items()
-                         if handlers or event in own_hooks}
+        self.dispatch = self.calls_by_event()
         self.gen_output = parts.gen_output or output_generator.gen_output
         self.checkpoint_name = parts.checkpoint_name or gen_checkpoint_path.checkpoint_name
 
@@ -125,23 +122,24 @@ class AnyExp:
         self.save_checkpoint()
 
     def run_iteration(self, iteration: int, batches: list) -> None:
-        self.state.iteration, self.row = iteration, None
+        state, info = self.state, self.info
+        state.iteration, self.row = iteration, None
         self.fire(Event.ITERATION_BEGIN)
         started = time.perf_counter()
         self.step_blobs = self.train_step(batches)
         self.blobs = self.step_blobs[-1]
-        self.state.throughput.secs += time.perf_counter() - started
-        self.state.throughput.iterations += 1
-        self.state.iteration, self.state.global_step = iteration + 1, self.state.global_step + 1
-        end_of_epoch = self.state.iteration == self.epoch_iterations
-        if end_of_epoch or self.state.global_step % self.info.record_every == 0:
+        state.throughput.secs += time.perf_counter() - started
+        state.throughput.iterations += 1
+        state.iteration, state.global_step = iteration + 1, state.global_step + 1
+        end_of_epoch = state.iteration == self.epoch_iterations
+        if end_of_epoch or state.global_step % info.record_every == 0:
             self.record_train()
         self.fire(Event.ITERATION_END)
-        per_test = self.info.iterations_per_test
-        if end_of_epoch or (per_test and self.state.iteration % per_test == 0):
+        if end_of_epoch or (info.iterations_per_test and state.iteration % info.iterations_per_test == 0):
             self.run_test()
-        distributed.agree_stop(self)  # every rank stops at the same iteration, whichever rank was asked
-        if self.checkpoint_due() and not end_of_epoch and not self.state.stop:  # run_epoch saves those
+        if self.world_size > 1 or state.stop_requested is not None:  # one process, no request: nothing to agree
+            distributed.agree_stop(self)  # every rank stops at the same iteration, whichever rank was asked
+        if self.checkpoint_due() and not end_of_epoch and not state.stop:  # run_epoch saves those
             self.save_checkpoint()
 
     def checkpoint_due(self) -> bool:
@@ -334,22 +332,34 @@ class AnyExp:
         """Write a checkpoint at the next iteration boundary (handlers call this; epoch ends always write one)."""
         self.state.checkpoint_requested = True
 
+    def calls_by_event(self) -> dict[Event, list[tuple[EventHandler | None, Callable]]]:
+        """For each event something hears, what fire() calls with this experiment, looked up once: this class's
+        own hook `on_<event>` when it has one (paired with None), then the methods of the handlers acting on it
+        (see events.dispatch_table)."""
+        calls = {}
+        for event, handlers in dispatch_table(self.handlers).items():
+            name = f"on_{event.value}"
+            hook = getattr(type(self), name)
+            own = [(None, hook)] if hook is not getattr(AnyExp, name) else []
+            if own or handlers:
+                calls[event] = own + [(handler, getattr(handler, name)) for handler in handlers]
+        return calls
+
     def fire(self, event: Event, **kwargs: Any) -> None:
-        """Call this experiment's hook `on_<event>`, then the handlers acting on it (see events.dispatch_table)."""
-        handlers = self.dispatch.get(event)
-        if handlers is None:  # nothing hears it
-            return
-        method = f"on_{event.value}"
-        getattr(self, method)(**kwargs)
-        for handler in handlers:
+        """Call this experiment's hook `on_<event>`, then the handlers acting on it; an event nobody hears costs
+        one lookup."""
+        for handler, call in self.dispatch.get(event, ()):
+            if handler is None:  # this experiment's own hook
+                call(self, **kwargs)
+                continue
             if handler.trigger is not None and not handler.trigger.lets_through(event, self):
                 continue
             try:
-                getattr(handler, method)(self, **kwargs)
+                call(self, **kwargs)
             except PlaygroundError:
                 raise
             except Exception as e:
-                raise HandlerError(f"{type(handler).__name__}.{method} failed at epoch {self.state.epoch} "
+                raise HandlerError(f"{type(handler).__name__}.on_{event.value} failed at epoch {self.state.epoch} "
                                    f"iteration {self.state.iteration}: {type(e).__name__}: {e}") from e
 
     # Hooks: the same events handlers see, for subclasses and override modules. No-ops here.

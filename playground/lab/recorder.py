@@ -170,8 +170,10 @@ class Recorder(EventHandler):
                 self.written[kind] += 1
 
     def on_iteration_end(self, exp: AnyExp) -> None:
-        """The train row of a recorded iteration."""
-        self.catch_up(exp)
+        """The train row of a recorded iteration (the others have none: rows a hook records between events wait
+        for the next recorded iteration or other event)."""
+        if exp.row is not None:
+            self.catch_up(exp)
 
     def on_test_end(self, exp: AnyExp) -> None:
         """The test row of the pass."""
