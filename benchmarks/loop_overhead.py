@@ -122,6 +122,7 @@ class Timings:
         self.calls: dict[str, int] = {}
         self.children: dict[str, int] = {}  # wrapped calls made directly within each
         self.inside = [[0.0, 0]]  # per open call: the seconds of the wrapped calls made in it, and their number
+        self.probes: list[float] = []
 
     def timed(self, name: str, function, *args, **kwargs):
         self.inside.append([0.0, 0])
@@ -136,16 +137,19 @@ class Timings:
             self.secs[name] = self.secs.get(name, 0.0) + secs - inside
             self.calls[name] = self.calls.get(name, 0) + 1
             self.children[name] = self.children.get(name, 0) + children
+            if name == "timer":
+                self.probes.append(secs - inside)
 
     def wrap(self, name: str, function):
         return lambda *args, **kwargs: self.timed(name, function, *args, **kwargs)
 
     def timer_secs(self) -> float:
-        """What one timer adds to the call around it: the probe's ("timer", wrapped around one timed call)."""
-        return self.secs.get("timer", 0.0) / max(self.calls.get("timer", 0), 1)
+        """What one timer adds to the call around it: the median of the probe's ("timer", wrapped around one timed
+        call), which a preemption or a garbage collection now and then does not move."""
+        return statistics.median(self.probes) if self.probes else 0.0
 
     def clear(self) -> None:
-        self.secs.clear(), self.calls.clear(), self.children.clear()
+        self.secs.clear(), self.calls.clear(), self.children.clear(), self.probes.clear()
 
     def wrap_context(self, name: str, factory):
         """A context-manager factory whose creation, entry and exit count as `name`."""
@@ -188,8 +192,9 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     for name in ("record_train", "to_device", "forward_backward", "run_forward", "clip_gradients"):
         if hasattr(exp, name):  # the seams of this version of the loop
             setattr(exp, name, wrap(name, getattr(exp, name)))
-    exp.autocast = timings.wrap_context("autocast", exp.autocast)
-    exp.no_sync = timings.wrap_context("no_sync", exp.no_sync)
+    for name in ("autocast", "no_sync"):  # context factories (this loop enters autocast in run_forward)
+        if hasattr(exp, name):
+            setattr(exp, name, timings.wrap_context(name, getattr(exp, name)))
     for method in ("scale", "step", "update", "unscale_"):
         setattr(exp.scaler, method, wrap("scaler", getattr(exp.scaler, method)))
     exp.forward = wrap("forward", exp.forward)
@@ -257,7 +262,7 @@ def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
         work = sum(best[name][1] for name in ("network", "loss", "backward", "optimizer.step", "zero_grad")
                    if name in best)
         print(f"  {'work (network, loss, backward, step)':40} {'':6} {work * 1e6:7.2f}")
-        print(f"  (each timer's own cost, {best.get('timer', (0, 0))[1] * 1e6:.2f} us here, is subtracted)")
+        print(f"  (each timer's own cost, {timings.timer_secs() * 1e6:.2f} us here, is subtracted)")
 
 
 def handwritten_fetch_secs(features: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module,

@@ -263,17 +263,11 @@ class AnyExp:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, data.move(labels, self.device)
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def run_forward(self, inputs: Any, labels: Any) -> dict:
-        """`forward`, under autocast with mixed precision (without, no context is entered: it would cost a step
-        of a small model a few microseconds)."""
+        """`forward`, under autocast with mixed precision (without, no context is entered: a few µs a step)."""
         if self.autocast_dtype is None:
             return self.forward(inputs, labels)
-        with self.autocast():
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
             return self.forward(inputs, labels)
 
     def record_train(self) -> None:
@@ -333,9 +327,8 @@ class AnyExp:
         self.state.checkpoint_requested = True
 
     def calls_by_event(self) -> dict[Event, list[tuple[EventHandler | None, Callable]]]:
-        """For each event something hears, what fire() calls with this experiment, looked up once: this class's
-        own hook `on_<event>` when it has one (paired with None), then the methods of the handlers acting on it
-        (see events.dispatch_table)."""
+        """What fire() calls at each event something hears, looked up once: this class's own hook when it has one
+        (paired with None), then the handlers acting on it (events.dispatch_table)."""
         calls = {}
         for event, handlers in dispatch_table(self.handlers).items():
             name = f"on_{event.value}"
