@@ -11,6 +11,8 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "synthetic_input": "playground.builtins.synthetic_input",
         "gfs_IN1k": "resnetdemo.lmdb_input",
         "lmdb_input": "resnetdemo.lmdb_input",
+        # model zoo: segmentation
+        "shape_masks_input": "zoo.segmentation.shape_masks_input",
     },
     "model": {
         "classification_model": "playground.builtins.classification_model",
@@ -20,6 +22,8 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "mlp_forward": "playground.builtins.mlp_forward",
         "explicit_resnet_forward": "resnetdemo.explicit_resnet_forward",
         "caffe2_resnet50_default_forward": "resnetdemo.caffe2_resnet50_default_forward",
+        # model zoo: segmentation
+        "fcn_forward": "zoo.segmentation.fcn_forward",
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
         "sgd_param_update": "playground.builtins.sgd_param_update",
@@ -44,6 +48,9 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "ComputeLoss": "playground.meters.ComputeLoss",
         "ComputeTopKAccuracy": "playground.meters.ComputeTopKAccuracy",
         "TorchMetric": "playground.meters.TorchMetric",
+        # model zoo: segmentation
+        "MeanIoU": "zoo.segmentation.confusion_meters.MeanIoU",
+        "PixelAccuracy": "zoo.segmentation.confusion_meters.PixelAccuracy",
     },
     "handler": {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",
@@ -60,5 +67,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "Recorder": "playground.lab.Recorder",
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
         "WandbLogger": "playground.handlers.WandbLogger",
+        # model zoo: segmentation
+        "SegmentationOverlay": "zoo.segmentation.segmentation_overlay.SegmentationOverlay",
     },
 }

@@ -1,0 +1,37 @@
+"""The segmentation example through Estimator.fit: the FCN on shapes images with per-pixel masks, as
+examples/segmentation_fcn.json trains it from opts. Run from the repository root:
+
+    python examples/fit_segmentation.py [--train-images 8000] [--test-images 1000] [--epochs 4] [--folder DIR]
+"""
+import argparse
+
+import torch
+
+from playground import Estimator
+from zoo.segmentation.confusion_meters import MeanIoU, PixelAccuracy
+from zoo.segmentation.fcn import FCN
+from zoo.segmentation.segmentation_overlay import SegmentationOverlay
+from zoo.segmentation.shape_masks import NUM_CLASSES
+from zoo.segmentation.shape_masks_input import ShapeMasks
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--train-images", type=int, default=8000)
+parser.add_argument("--test-images", type=int, default=1000)
+parser.add_argument("--epochs", type=int, default=4)
+parser.add_argument("--folder", default="", help="run folder (default: a new one under the runs root)")
+args = parser.parse_args()
+
+torch.manual_seed(1)
+net, batch_size, lr = FCN(NUM_CLASSES), 16, 0.01
+steps = args.epochs * (args.train_images // batch_size)
+estimator = Estimator(
+    net, loss=torch.nn.CrossEntropyLoss(), device="cpu",
+    optimizer=torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01),
+    lr_scheduler=lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15),
+    metrics=[("miou", MeanIoU(["output", "label"])), ("pixel_accuracy", PixelAccuracy(["output", "label"]))],
+    handlers=[SegmentationOverlay()])
+results = estimator.fit(ShapeMasks(1, "train", args.train_images), ShapeMasks(1, "test", args.test_images),
+                        epochs=args.epochs, batch_size=batch_size, seed=1, checkpoint_folder=args.folder,
+                        opts={"output.record_every_iters": 25})
+print(f"val_miou {results['final']['val_miou']:.4f} val_pixel_accuracy {results['final']['val_pixel_accuracy']:.4f}"
+      f" in {estimator.folder}")
