@@ -68,6 +68,6 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
         "WandbLogger": "playground.handlers.WandbLogger",
         # model zoo: segmentation
-        "SegmentationOverlay": "zoo.segmentation.segmentation_overlay.SegmentationOverlay",
+        "SegmentationOverlay": "zoo.segmentation.overlay_png.SegmentationOverlay",
     },
 }

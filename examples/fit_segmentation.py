@@ -1,18 +1,21 @@
 """The segmentation example through Estimator.fit: the FCN on shapes images with per-pixel masks, as
-examples/segmentation_fcn.json trains it from opts. Run from the repository root:
+examples/segmentation_fcn.json trains it from opts (same seed, same recipe):
 
     python examples/fit_segmentation.py [--train-images 8000] [--test-images 1000] [--epochs 4] [--folder DIR]
 """
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
-from playground import Estimator
-from zoo.segmentation.confusion_meters import MeanIoU, PixelAccuracy
-from zoo.segmentation.fcn import FCN
-from zoo.segmentation.segmentation_overlay import SegmentationOverlay
-from zoo.segmentation.shape_masks import NUM_CLASSES
-from zoo.segmentation.shape_masks_input import ShapeMasks
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # from a checkout: the repository root holds zoo/
+from playground import Estimator  # noqa: E402
+from zoo.segmentation.confusion_meters import MeanIoU, PixelAccuracy  # noqa: E402
+from zoo.segmentation.fcn import FCN  # noqa: E402
+from zoo.segmentation.overlay_png import SegmentationOverlay  # noqa: E402
+from zoo.segmentation.shape_masks import NUM_CLASSES  # noqa: E402
+from zoo.segmentation.shape_masks_input import ShapeMasks  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--train-images", type=int, default=8000)
@@ -21,7 +24,7 @@ parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--folder", default="", help="run folder (default: a new one under the runs root)")
 args = parser.parse_args()
 
-torch.manual_seed(1)
+torch.manual_seed(1)  # the initial weights, as `playground run` seeds them from model_param.seed
 net, batch_size, lr = FCN(NUM_CLASSES), 16, 0.01
 steps = args.epochs * (args.train_images // batch_size)
 estimator = Estimator(

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT, playground
+from playground import checkpoint
 from playground.anyexp import AnyExp
 from playground.events import Event
 from playground.handlers import DumpGraph, ModelStatistics
@@ -20,7 +21,7 @@ from resnetdemo.vision import cv2
 from zoo.segmentation import BENCHMARK, shape_masks
 from zoo.segmentation.confusion_meters import MeanIoU, PixelAccuracy
 from zoo.segmentation.fcn import FCN
-from zoo.segmentation.segmentation_overlay import SegmentationOverlay
+from zoo.segmentation.overlay_png import SegmentationOverlay
 from zoo.segmentation.shape_masks_input import ShapeMasks
 
 EXAMPLE = ROOT / "examples" / "segmentation_fcn.json"
@@ -171,15 +172,25 @@ def losses_fell(series: dict) -> bool:
     return values[-1] < values[0]
 
 
-def test_opts_route_trains_and_writes_results_and_the_overlay(tmp_path):
+def test_opts_route_trains_on_two_processes_with_metrics_exact_over_both(tmp_path):
+    """Two processes, each measuring half of every test batch: the all-reduced confusion matrix gives the mean IoU
+    and pixel accuracy that one process computes over the whole test set with the final weights."""
     folder = tmp_path / "run"
-    done = playground("run", "--parameters-json", str(EXAMPLE), *TINY, "--set",
-                      f"output.checkpoint_folder={folder}", timeout=180)
+    done = playground("run", "--parameters-json", str(EXAMPLE), *TINY, "--set", "distributed.num_cpus=2", "--set",
+                      f"output.checkpoint_folder={folder}", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((folder / "results.json").read_text())
     assert losses_fell(results["metrics"]["train_loss"]) and losses_fell(results["metrics"]["test_loss"])
-    assert 0 <= results["final"]["test_miou"] <= 1 and 0 <= results["final"]["test_pixel_accuracy"] <= 1
     assert (folder / "segmentation_overlay.png").stat().st_size > 0 and (folder / "model_statistics.txt").exists()
+    network = FCN(shape_masks.NUM_CLASSES, (8, 16, 16))
+    network.load_state_dict(checkpoint.load(str(folder / "model_final.pt"))["model"])
+    test = ShapeMasks(1, "test", 16)
+    images, masks = test.get_batch(list(range(16)))
+    with torch.no_grad():
+        blobs = {"logits": network.eval()(test.device_transform(images)), "label": masks}
+    for name, meter in (("test_miou", MeanIoU()), ("test_pixel_accuracy", PixelAccuracy())):
+        meter.update(blobs)
+        assert results["final"][name] == pytest.approx(meter.compute(), abs=1e-3)  # a pixel's argmax may tie
 
 
 def test_fit_route_trains_and_writes_results_and_the_overlay(tmp_path):
