@@ -19,7 +19,7 @@ class FCN(nn.Module):
     then a 1x1 classifier at half resolution, whose scores are upsampled x2 to the input's. Returns logits
     (N, num_classes, H, W)."""
 
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (24, 48, 96), in_channels: int = 3):
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3):
         super().__init__()
         widths = tuple(widths)
         self.encoder = nn.ModuleList(

@@ -10,7 +10,7 @@ from zoo.segmentation.shape_masks import NUM_CLASSES
 
 def _size_fits(widths: list, opts: dict) -> str:
     if not widths:
-        return "the FCN needs at least one stage, e.g. [24, 48, 96]"
+        return "the FCN needs at least one stage, e.g. [16, 32, 64, 128]"
     size, factor = opts["input"].get("image_size"), 2 ** len(widths)
     if isinstance(size, int) and size % factor:
         return (f"{len(widths)} stages halve the resolution {len(widths)} times, so input.image_size must be a "
@@ -19,8 +19,8 @@ def _size_fits(widths: list, opts: dict) -> str:
 
 
 OPTS = {
-    "model_param.fcn_widths": Opt((list,), [24, 48, 96], doc="Channels of the FCN's encoder stages, finest first; "
-                                  "each stage halves the resolution.", items=Opt((int,), minimum=1),
+    "model_param.fcn_widths": Opt((list,), [16, 32, 64, 128], doc="Channels of the FCN's encoder stages, finest "
+                                  "first; each stage halves the resolution.", items=Opt((int,), minimum=1),
                                   check=_size_fits),
 }
 

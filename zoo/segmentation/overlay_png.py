@@ -45,12 +45,17 @@ class SegmentationOverlay(EventHandler):
             raise ValueError(f"class_names: at most {len(PALETTE) + 1} classes can be told apart by colour, got "
                              f"{len(class_names)}")
         self.num_images, self.filename, self.class_names = num_images, filename, list(class_names)
+        self.drawn = 0  # pictures written by this process
 
     def on_test_end(self, exp: AnyExp) -> None:
         if exp.rank != 0 or exp.test_dataset is None:
             return
         path = os.path.join(exp.folder, self.filename)
         checkpoint.atomic_write(path, cv2.imencode(".png", self.draw(exp))[1].tobytes())
+        if not self.drawn:
+            log.info("SegmentationOverlay: %s shows the first %d test images after each test pass", path,
+                     min(self.num_images, len(exp.test_dataset)))
+        self.drawn += 1
 
     @torch.no_grad()
     def draw(self, exp: AnyExp) -> np.ndarray:

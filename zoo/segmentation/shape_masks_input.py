@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 OPTS = {
     "input.image_size": Opt((int,), 64, doc="Side of the square images, in pixels (fcn_forward needs a multiple of 2 "
-                            "to the power of its stages: 8 for three).",
+                            "to the power of its stages: 16 for four).",
                             minimum=16),
     "input.max_shapes": Opt((int,), 3, doc="Most shapes per image (each image has 1 to this many).", minimum=1),
     "input.num_train_images": Opt((int,), 8000, doc="Images in the training set (an epoch draws "
