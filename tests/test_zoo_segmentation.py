@@ -25,10 +25,6 @@ from zoo.segmentation.overlay_png import SegmentationOverlay
 from zoo.segmentation.shape_masks_input import ShapeMasks
 
 EXAMPLE = ROOT / "examples" / "segmentation_fcn.json"
-TINY = ["--set", "input.num_train_images=48", "--set", "input.num_test_images=16",
-        "--set", "epoch_iter.num_train_sample_per_epoch=48", "--set", "epoch_iter.num_test_sample=16",
-        "--set", "epoch_iter.batch_per_device=8", "--set", "epoch_iter.num_epochs=2",
-        "--set", "output.record_every_iters=1", "--set", "model_param.fcn_widths=[8,16,16]"]
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -166,22 +162,71 @@ def test_overlay_refuses_bad_arguments(kargs):
 
 # ---------------------------------------------------------------------------------------------- both routes
 
+# Both routes at one tiny size: 96 images, batches of 32 (the fit script's), 2 epochs of 3 iterations.
+TINY = {"input.num_train_images": 96, "input.num_test_images": 16, "epoch_iter.num_train_sample_per_epoch": 96,
+        "epoch_iter.num_test_sample": 16, "epoch_iter.num_epochs": 2}
 
-def losses_fell(series: dict) -> bool:
-    values = series["values"]
-    return values[-1] < values[0]
+
+def start(command: list[str], runs: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PLAYGROUND_RUNS": runs}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_opts_route_trains_on_two_processes_with_metrics_exact_over_both(tmp_path):
+def finish(process: subprocess.Popen, folder) -> dict:
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert (folder / "segmentation_overlay.png").stat().st_size > 0
+    return json.loads((folder / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory) -> dict[str, tuple]:
+    """The example through `playground run` and through examples/fit_segmentation.py, run side by side once."""
+    root = tmp_path_factory.mktemp("routes")
+    folders = {"opts": root / "opts", "fit": root / "fit"}
+    sets = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    running = {
+        "opts": start([sys.executable, "-m", "playground", "run", "--parameters-json", str(EXAMPLE), *sets,
+                       "--set", "output.record_every_iters=1", "--set", f"output.checkpoint_folder={folders['opts']}"],
+                      str(root / "runs")),
+        "fit": start([sys.executable, str(ROOT / "examples" / "fit_segmentation.py"), "--train-images", "96",
+                      "--test-images", "16", "--epochs", "2", "--folder", str(folders["fit"])], str(root / "runs"))}
+    return {route: (finish(process, folders[route]), folders[route]) for route, process in running.items()}
+
+
+def series_at(results: dict, name: str) -> dict[int, float]:
+    series = results["metrics"][name]
+    return dict(zip(series["iterations"], series["values"]))
+
+
+def test_opts_route_trains_and_writes_results_the_overlay_and_model_statistics(routes):
+    results, folder = routes["opts"]
+    train, test = series_at(results, "train_loss"), series_at(results, "test_loss")
+    assert train[6] < train[1] and test[6] < test[3]
+    assert 0 <= results["final"]["test_miou"] <= 1 and 0 <= results["final"]["test_pixel_accuracy"] <= 1
+    assert (folder / "model_statistics.txt").exists()
+
+
+def test_fit_route_trains_the_same_network_on_the_same_batches(routes):
+    """examples/fit_segmentation.py is the opts example in Python: the same losses and metrics, to the bit."""
+    (fit, _), (opts, _) = routes["fit"], routes["opts"]
+    fit_train = series_at(fit, "train_loss")
+    assert list(fit_train) == [3, 6] and fit_train[6] < fit_train[3]
+    assert fit_train == {i: v for i, v in series_at(opts, "train_loss").items() if i in fit_train}
+    assert [fit["final"][f"val_{name}"] for name in ("loss", "miou", "pixel_accuracy")] == \
+        [opts["final"][f"test_{name}"] for name in ("loss", "miou", "pixel_accuracy")]
+
+
+def test_two_processes_measure_exactly_what_one_process_does(tmp_path):
     """Two processes, each measuring half of every test batch: the all-reduced confusion matrix gives the mean IoU
     and pixel accuracy that one process computes over the whole test set with the final weights."""
     folder = tmp_path / "run"
-    done = playground("run", "--parameters-json", str(EXAMPLE), *TINY, "--set", "distributed.num_cpus=2", "--set",
-                      f"output.checkpoint_folder={folder}", timeout=240)
+    sets = [arg for key, value in {**TINY, "epoch_iter.batch_per_device": 8, "distributed.num_cpus": 2,
+                                   "model_param.fcn_widths": "[8,16,16]", "output.checkpoint_folder": folder}.items()
+            for arg in ("--set", f"{key}={value}")]
+    done = playground("run", "--parameters-json", str(EXAMPLE), *sets, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((folder / "results.json").read_text())
-    assert losses_fell(results["metrics"]["train_loss"]) and losses_fell(results["metrics"]["test_loss"])
-    assert (folder / "segmentation_overlay.png").stat().st_size > 0 and (folder / "model_statistics.txt").exists()
     network = FCN(shape_masks.NUM_CLASSES, (8, 16, 16))
     network.load_state_dict(checkpoint.load(str(folder / "model_final.pt"))["model"])
     test = ShapeMasks(1, "test", 16)
@@ -191,19 +236,6 @@ def test_opts_route_trains_on_two_processes_with_metrics_exact_over_both(tmp_pat
     for name, meter in (("test_miou", MeanIoU()), ("test_pixel_accuracy", PixelAccuracy())):
         meter.update(blobs)
         assert results["final"][name] == pytest.approx(meter.compute(), abs=1e-3)  # a pixel's argmax may tie
-
-
-def test_fit_route_trains_and_writes_results_and_the_overlay(tmp_path):
-    folder = tmp_path / "fit"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_segmentation.py"), "--train-images", "48",
-                           "--test-images", "16", "--epochs", "2", "--folder", str(folder)], env=env,
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((folder / "results.json").read_text())
-    assert losses_fell(results["metrics"]["train_loss"]) and losses_fell(results["metrics"]["val_loss"])
-    assert 0 <= results["final"]["val_miou"] <= 1
-    assert (folder / "segmentation_overlay.png").stat().st_size > 0
 
 
 def test_benchmark_entry_names_the_example_and_its_metric():
