@@ -1,7 +1,7 @@
 """The segmentation example through Estimator.fit: the FCN on shapes images with per-pixel masks, as
 examples/segmentation_fcn.json trains it from opts (same seed, same recipe):
 
-    python examples/fit_segmentation.py [--train-images 8000] [--test-images 1000] [--epochs 6] [--folder DIR]
+    python examples/fit_segmentation.py [--train-images 8000] [--test-images 1000] [--epochs 8] [--folder DIR]
 """
 import argparse
 import sys
@@ -20,7 +20,7 @@ from zoo.segmentation.shape_masks_input import ShapeMasks  # noqa: E402
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--train-images", type=int, default=8000)
 parser.add_argument("--test-images", type=int, default=1000)
-parser.add_argument("--epochs", type=int, default=6)
+parser.add_argument("--epochs", type=int, default=8)
 parser.add_argument("--folder", default="", help="run folder (default: a new one under the runs root)")
 args = parser.parse_args()
 
