@@ -11,7 +11,13 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "synthetic_input": "playground.builtins.synthetic_input",
         "gfs_IN1k": "resnetdemo.lmdb_input",
         "lmdb_input": "resnetdemo.lmdb_input",
-        # model zoo: segmentation
+        # the model zoo: image classification
+        "shapes_images": "zoo.classification.shapes_input",
+        # the model zoo: logistic regression
+        "tabular_rows": "zoo.tabular.tabular_input",
+        # the model zoo: text classification
+        "sentiment_sentences": "zoo.text.text_input",
+        # the model zoo: semantic segmentation
         "shape_masks_input": "zoo.segmentation.shape_masks_input",
     },
     "model": {
@@ -22,7 +28,13 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "mlp_forward": "playground.builtins.mlp_forward",
         "explicit_resnet_forward": "resnetdemo.explicit_resnet_forward",
         "caffe2_resnet50_default_forward": "resnetdemo.caffe2_resnet50_default_forward",
-        # model zoo: segmentation
+        # the model zoo: image classification
+        "alexnet_style_forward": "zoo.classification.alexnet_style_forward",
+        # the model zoo: logistic regression
+        "logistic_regression_forward": "zoo.tabular.logistic_regression_forward",
+        # the model zoo: text classification
+        "text_classifier_forward": "zoo.text.text_classifier_forward",
+        # the model zoo: semantic segmentation
         "fcn_forward": "zoo.segmentation.fcn_forward",
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
@@ -67,7 +79,13 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "Recorder": "playground.lab.Recorder",
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
         "WandbLogger": "playground.handlers.WandbLogger",
-        # model zoo: segmentation
+        # the model zoo: image classification
+        "PredictionsPng": "zoo.classification.predictions_png.PredictionsPng",
+        # the model zoo: logistic regression
+        "BayesOptimal": "zoo.tabular.bayes_optimal.BayesOptimal",
+        # the model zoo: text classification
+        "TokenSaliencyPng": "zoo.text.saliency_png.TokenSaliencyPng",
+        # the model zoo: semantic segmentation
         "SegmentationOverlay": "zoo.segmentation.overlay_png.SegmentationOverlay",
     },
 }
