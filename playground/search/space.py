@@ -129,7 +129,7 @@ def problems(space: Any, base: dict, declared: dict[str, opts_lib.Opt], finite: 
     if not isinstance(space, dict) or not space:
         return ['search.space: expected an object of dotted opts, e.g. {"model_param.base_learning_rate": '
                 '{"float": [0.0001, 0.1], "log": true}}']
-    known = sorted(set(opts_lib.flatten(base)) | set(declared) | set(space))
+    known = sorted(set(opts_lib.flatten(base)) | set(declared))
     found = []
     for key, entry in space.items():
         where = f"search.space.{key}"
@@ -138,7 +138,7 @@ def problems(space: Any, base: dict, declared: dict[str, opts_lib.Opt], finite: 
         found += entry_problems
         if not entry_problems:
             found += _type_problems(key, entry, base, declared, where)
-            found += _when_problems(key, entry, space, base, declared, known, where)
+            found += _when_problems(key, entry, space, base, declared, sorted({*known, *space}), where)
     if not found and finite and grid_size(space) > MAX_GRID:
         found.append(f"search.space: the grid has {grid_size(space):,} points, more than {MAX_GRID:,}; search fewer "
                      "values or use another search.algorithm.type")

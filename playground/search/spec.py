@@ -109,7 +109,7 @@ def check(base: dict, search: Any, storage: str | None = None) -> tuple[SearchSp
     problems += space_lib.problems(search.get("space"), resolved, declared, finite=grid) + objective_problems
     problems += study_lib.algorithm_problems(algorithm, len(objectives))
     pruner = search.get("pruner", {"type": "none"})
-    problems += study_lib.pruner_problems(pruner, objectives) if not objective_problems else []
+    problems += study_lib.pruner_problems(pruner, objectives)
     budget, budget_problems = _budget(search.get("budget", {}), grid)
     problems += budget_problems + study_lib.storage_problems(storage or search.get("storage"))
     if problems:

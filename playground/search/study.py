@@ -78,7 +78,7 @@ def _class(kind: str, table: dict[str, str], name: Any, where: str) -> tuple[typ
     if not (isinstance(found, type) and issubclass(found, base)):
         close = difflib.get_close_matches(name, table, n=1, cutoff=0.6)
         return None, [f"{where}.type: {name!r} is not a known {kind}" + (f"; did you mean {close[0]!r}?" if close
-                      else "") + f"; known: {', '.join(table)}, or a dotted path to a {base.__module__}."
+                      else ";") + f" Known: {', '.join(table)}, or a dotted path to an optuna.{kind}s."
                       f"{base.__name__} subclass"]
     return found, []
 
