@@ -176,7 +176,7 @@ def test_a_bad_trial_is_pruned_after_a_checkpoint_and_recorded_as_pruned(tmp_pat
     assert (folder / "model_checkpoint_epoch0_iter5.pt").exists() and not (folder / "results.json").exists()
     assert len((folder / "test.csv").read_text().splitlines()) == 2  # one test pass, then it stopped
     assert len((runs_root / good.user_attrs["tag"] / "test.csv").read_text().splitlines()) == 3
-    assert f"[2/2] {bad.user_attrs['tag']} base_learning_rate=0.0: pruned" in result.stdout
+    assert f"trial 1 {bad.user_attrs['tag']} base_learning_rate=0.0: pruned" in result.stdout
     saved = json.loads((runs_root / "_searches" / search_id / "search.json").read_text())
     assert saved["id"] == search_id and saved["search"]["space"] == doc["search"]["space"]
 
