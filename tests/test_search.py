@@ -226,4 +226,4 @@ def test_a_search_file_needs_its_search_section(tmp_path, capsys):
         spec_lib.load(search_doc(budget={"trials": "3"}))
     assert errors_of(capsys, {"opts": tiny_opts()}, tmp_path) == [
         f'{tmp_path / "search.json"}: no "search" beside the "opts"; a search is {{"opts": {{...}}, "search": '
-        '{"space": ..., "objectives": ...}} (see the README\'s "Search")']
+        '{"space": ..., "objectives": ...}} (see the README\'s "Search over opts")']

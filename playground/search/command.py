@@ -81,7 +81,8 @@ def print_summary(search_id: str, root: str, ended_by: str = "") -> None:
     study = load_study(search_id, root)
     states: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
-        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+        state = "running or interrupted" if trial.state.name == "RUNNING" else trial.state.name.lower()
+        states[state] = states.get(state, 0) + 1
     names = [o["metric"] for o in study.user_attrs.get("objectives", [])]
     print(f"search {search_id}: " + (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials")
           + (f"; {ended_by}" if ended_by else ""))
