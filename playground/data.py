@@ -63,12 +63,30 @@ def batch_tensors(*specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Ten
 
 
 def move(value: Any, device: torch.device) -> Any:
-    """`value` with its tensors, also inside tuples and lists, on `device`."""
+    """`value` with its tensors, also inside tuples, lists and dicts, on `device`."""
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=True)
     if isinstance(value, (tuple, list)):
         return type(value)(move(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: move(v, device) for k, v in value.items()}
     return value
+
+
+def batch_size(labels: Any) -> int:
+    """The number of samples in a batch's labels: a tensor's first dimension; a list holds one label per sample
+    (e.g. each image's boxes); a tuple or dict is a structure of per-sample parts (e.g. padded tokens and their
+    lengths), sized by its first part."""
+    if isinstance(labels, torch.Tensor):
+        return labels.shape[0] if labels.dim() else 1
+    if isinstance(labels, list):
+        return len(labels)
+    if isinstance(labels, tuple) and labels:
+        return batch_size(labels[0])
+    if isinstance(labels, dict) and labels:
+        return batch_size(next(iter(labels.values())))
+    raise TypeError(f"cannot tell the batch size of labels of type {type(labels).__name__}; have forward set the "
+                    "blob 'batch_size'")
 
 
 def to_device(inputs: Any, device: torch.device, dataset: Any) -> Any:
@@ -97,10 +115,12 @@ class TensorData(Dataset):
 
 
 def fetch(dataset: Dataset, indices: list[int]) -> Any:
-    """One batch: the dataset's own batched read (`get_batch`) when it has one, else its items collated."""
+    """One batch: the dataset's own batched read (`get_batch`) when it has one, else its items collated by its
+    own `collate(items)` (labels that do not stack: boxes per image, sequences of different lengths) or torch's
+    default_collate."""
     if hasattr(dataset, "get_batch"):
         return dataset.get_batch(indices)
-    return default_collate([dataset[i] for i in indices])
+    return getattr(dataset, "collate", default_collate)([dataset[i] for i in indices])
 
 
 class BatchDataset(Dataset):
@@ -125,9 +145,15 @@ def batches(dataset: Dataset, index_lists: list[list[int]], workers: int, seed: 
     if workers == 0:
         return (fetch(dataset, indices) for indices in index_lists)
     # A private generator: creating the loader must not draw from the global RNG (exact resume).
+    # collate_fn: batches come whole from fetch; torch's default would turn tuples into lists.
     loader = DataLoader(BatchDataset(dataset, index_lists, batch_buffers.BatchBuffers(workers)), batch_size=None,
-                        num_workers=workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+                        num_workers=workers, collate_fn=_as_is, pin_memory=pin_memory,
+                        generator=torch.Generator().manual_seed(seed))
     return iter(loader)
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
 
 
 def mix_seeds(*numbers: int) -> int:
