@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -267,3 +270,23 @@ def test_detection_example_trains_through_playground_run(tmp_path):
     assert "aten.convolution" in (folder / "graph_export.txt").read_text() or "aten.conv2d" in (
         folder / "graph_export.txt").read_text()
     assert "DumpGraph: no fx graph: TraceError" in (folder / "log.txt").read_text()
+
+
+def test_detection_example_trains_through_estimator_fit(tmp_path):
+    """The Estimator route, tiny: the same SSD and scenes; each loss part recorded, the loss falling, the mAP of
+    the decoded detections measured on the held-out scenes, the detections drawn."""
+    folder = tmp_path / "fit"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_detection.py"), "--train", "256", "--test",
+                             "32", "--size", "32", "--width", "8", "--batch-size", "16", "--epochs", "2", "--lr", "0.01",
+                             "--folder", str(folder)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val_map50" in result.stdout
+    results = json.loads((folder / "results.json").read_text())
+    metrics = results["metrics"]
+    for name in ("train_loss", "train_loss_cls"):
+        assert metrics[name]["values"][-1] < metrics[name]["values"][0] * 0.9, (name, metrics[name]["values"])
+    assert metrics["val_loss"]["values"][-1] < metrics["val_loss"]["values"][0]
+    assert {"train_loss_box", "val_loss_box", "val_map50", "val_map"} <= set(metrics)
+    assert 0 <= results["final"]["val_map"] <= results["final"]["val_map50"] <= 1
+    assert (folder / "detections.png").stat().st_size > 10_000
