@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, playground, write_opts
+from conftest import ROOT, playground
 from playground import data
 from resnetdemo import shapes
 from zoo.detection import boxes as box_ops
@@ -168,19 +168,25 @@ def average_precision_reference(detections: list, truths: list, threshold: float
     return float(np.mean(points))
 
 
-def test_map_equals_the_written_out_coco_average_precision():
+def map_case() -> list[tuple[dict, dict]]:
+    """(detections, targets) of 12 images of one class: near misses of every true box, and false alarms."""
     generator = torch.Generator().manual_seed(4)
-    images, detections, truths = [], [], []
+    images = []
     for _ in range(12):
         truth = random_boxes(int(torch.randint(1, 4, (1,), generator=generator)), generator)
         moved = truth + torch.randn(len(truth), 4, generator=generator)
         moved = torch.cat([torch.minimum(moved[:, :2], moved[:, 2:]), torch.maximum(moved[:, :2], moved[:, 2:])], 1)
-        found = torch.cat([moved, random_boxes(2, generator)])  # near misses and false alarms
+        found = torch.cat([moved, random_boxes(2, generator)])
         scores = torch.rand(len(found), generator=generator) + (torch.arange(len(found)) < len(truth)) * 0.3
         images.append(({"boxes": found, "scores": scores, "labels": torch.zeros(len(found), dtype=torch.long)},
                        {"boxes": truth, "labels": torch.zeros(len(truth), dtype=torch.long)}))
-        detections.append((found.tolist(), scores.tolist()))
-        truths.append(truth)
+    return images
+
+
+def test_map_equals_the_written_out_coco_average_precision():
+    images = map_case()
+    detections = [(d["boxes"].tolist(), d["scores"].tolist()) for d, _ in images]
+    truths = [t["boxes"] for _, t in images]
     values = coco_map([({k: v.numpy() for k, v in d.items()}, {k: v.numpy() for k, v in t.items()})
                        for d, t in images])
     assert values["map_50"] == pytest.approx(average_precision_reference(detections, truths, 0.5), abs=1e-6)
@@ -207,6 +213,36 @@ def test_map_meter_reads_blobs_over_batches_and_averages_classes():
     assert meter.compute() == 0.0
 
 
+def _map_rank(rank: int, store_path: str, queue) -> None:
+    """One of two ranks: measures its share of map_case's images (rank 1 fewer), syncs, computes."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.FileStore(store_path, 2), rank=rank,
+                                         world_size=2)
+    images = map_case()[:9] if rank == 0 else map_case()[9:]
+    meter = DetectionMAP(["detections", "targets"], key="map")
+    meter.update({"detections": [d for d, _ in images], "targets": [t for _, t in images]})
+    meter.sync(None)
+    queue.put((rank, meter.compute()))
+    torch.distributed.destroy_process_group()
+
+
+def test_map_over_two_ranks_equals_one_process(tmp_path):
+    """mAP needs every image: each rank's detections are gathered before computing, never averaged."""
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    context = mp.start_processes(_map_rank, args=(str(tmp_path / "store"), queue), nprocs=2, join=False,
+                                 start_method="spawn")
+    while not context.join(timeout=60):
+        pass
+    values = dict(queue.get() for _ in range(2))
+    expected = coco_map([({k: v.numpy() for k, v in d.items()}, {k: v.numpy() for k, v in t.items()})
+                         for d, t in map_case()])["map"]
+    assert values[0] == pytest.approx(expected, abs=1e-9) and values[1] == pytest.approx(expected, abs=1e-9)
+    halves = [coco_map([({k: v.numpy() for k, v in d.items()}, {k: v.numpy() for k, v in t.items()})
+                        for d, t in part])["map"] for part in (map_case()[:9], map_case()[9:])]
+    assert abs(sum(halves) / 2 - expected) > 1e-3
+
+
 @pytest.mark.parametrize("kargs, message", [({"key": "map_90"}, "key must be one of map, map_50, map_75"),
                                             ({"blob_name": "output"}, "blob_name must name")])
 def test_map_meter_names_a_bad_argument(kargs, message):
@@ -228,7 +264,8 @@ def test_ssd_trains_on_losses_and_decodes_in_eval_mode():
     assert set(output) == {"class_logits", "box_offsets"}
     losses = criterion(output, targets)
     assert set(losses) == {"loss_cls", "loss_box"} and all(v.dim() == 0 and v > 0 for v in losses.values())
-    assert losses["loss_box"].item() == pytest.approx(2 * MultiBoxLoss(network.anchors)(output, targets)["loss_box"].item())
+    unweighted = MultiBoxLoss(network.anchors)(output, targets)["loss_box"].item()
+    assert losses["loss_box"].item() == pytest.approx(2 * unweighted)
     network.eval()
     with torch.no_grad():
         detections = network(inputs)["detections"]
@@ -264,7 +301,8 @@ def test_detection_example_trains_through_playground_run(tmp_path):
         assert len(values) == 24 and np.mean(values[-4:]) < np.mean(values[:4]), (name, values)
     losses = [metrics[f"train_loss_{part}"]["values"][-1] for part in ("cls", "box")]
     assert metrics["train_loss"]["values"][-1] == pytest.approx(sum(losses), rel=1e-5)
-    assert 0 <= results["final"]["test_map50"] <= 1 and 0 <= results["final"]["test_map"] <= results["final"]["test_map50"]
+    final = results["final"]
+    assert 0 <= final["test_map"] <= final["test_map50"] <= 1
     assert (folder / "detections.png").stat().st_size > 10_000
     assert json.loads((folder / "model_statistics.json").read_text())["flops_per_sample"] > 0
     assert "aten.convolution" in (folder / "graph_export.txt").read_text() or "aten.conv2d" in (
@@ -277,9 +315,10 @@ def test_detection_example_trains_through_estimator_fit(tmp_path):
     the decoded detections measured on the held-out scenes, the detections drawn."""
     folder = tmp_path / "fit"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_detection.py"), "--train", "256", "--test",
-                             "32", "--size", "32", "--width", "8", "--batch-size", "16", "--epochs", "2", "--lr", "0.01",
-                             "--folder", str(folder)], env=env, capture_output=True, text=True, timeout=300)
+    tiny = ["--train", "256", "--test", "32", "--size", "32", "--width", "8", "--batch-size", "16", "--epochs", "2",
+            "--lr", "0.01", "--folder", str(folder)]
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_detection.py"), *tiny], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_map50" in result.stdout
     results = json.loads((folder / "results.json").read_text())

@@ -46,9 +46,10 @@ def anchor_grid(image_size: int, map_sizes: list[int]) -> torch.Tensor:
 
 class SSD(nn.Module):
     """SSD for `num_classes` classes on square `image_size` images; `width` sets the backbone's channels (a
-    stride-2 stem of width / 2, then stages of width, 2x, 4x, 4x, each halving the map). Eval mode adds "detections": per image, a dict of boxes [n, 4] (x0, y0,
-    x1, y1 pixels), scores [n] and labels [n], at most `max_detections`, scored above `score_threshold`, from the
-    `nms_candidates` best (anchor, class) pairs after per-class NMS at `nms_iou`."""
+    stride-2 stem of width / 2, then stages of width, 2x, 4x, 4x, each halving the map). Eval mode adds
+    "detections": per image, a dict of boxes [n, 4] (x0, y0, x1, y1 pixels), scores [n] and labels [n], at most
+    `max_detections`, scored above `score_threshold`, from the `nms_candidates` best (anchor, class) pairs after
+    per-class NMS at `nms_iou`."""
 
     def __init__(self, num_classes: int, image_size: int = 64, width: int = 32, score_threshold: float = 0.05,
                  nms_iou: float = 0.45, max_detections: int = 100, nms_candidates: int = 200):
