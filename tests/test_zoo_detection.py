@@ -15,9 +15,12 @@ import torch
 
 from conftest import ROOT, playground
 from playground import data
+from playground.errors import UsageError
+from playground.testing import tiny_experiment
 from resnetdemo import shapes
 from zoo.detection import boxes as box_ops
 from zoo.detection.coco_map import DetectionMAP, coco_map
+from zoo.detection.detections_png import DrawDetections
 from zoo.detection.shape_scenes import ShapeScenes, render_scene
 from zoo.detection.ssd import SSD, MultiBoxLoss, anchor_grid
 
@@ -275,6 +278,15 @@ def test_ssd_trains_on_losses_and_decodes_in_eval_mode():
         assert (found["scores"][:-1] >= found["scores"][1:]).all() and (found["scores"] > 0.05).all()
     with pytest.raises(ValueError, match="built for 32x32 images"):
         network(torch.zeros(1, 3, 64, 64))
+
+
+def test_draw_detections_names_a_network_that_does_not_detect(tmp_path):
+    exp = tiny_experiment(tmp_path, handlers=[DrawDetections(num_images=2)])
+    with pytest.raises(UsageError, match="Linear returns no 'detections' in eval mode"):
+        exp.run()
+    for bad in ({"num_images": 0}, {"min_score": 2}, {"filename": "detections.jpg"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DrawDetections(**bad)
 
 
 # ---------------------------------------------------------------------------------------------- the example

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from playground import data
+from playground.errors import UsageError
 from playground.events import EventHandler
 
 if TYPE_CHECKING:
@@ -42,9 +43,13 @@ class DrawDetections(EventHandler):
         exp.network.eval()
         try:
             with torch.no_grad():
-                detections = exp.network(inputs)["detections"]
+                output = exp.network(inputs)
         finally:
             exp.network.train(was_training)
+        if not isinstance(output, dict) or "detections" not in output:
+            raise UsageError(f"DrawDetections: {type(exp.network).__name__} returns no 'detections' in eval mode; "
+                             "it draws a detector's output, such as ssd_forward's SSD")
+        detections = output["detections"]
         names = self.class_names or getattr(dataset, "class_names", None)
         path = os.path.join(exp.folder, self.filename)
         draw(images, targets, detections, names, self.min_score, path)
