@@ -11,15 +11,21 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "synthetic_input": "playground.builtins.synthetic_input",
         "gfs_IN1k": "resnetdemo.lmdb_input",
         "lmdb_input": "resnetdemo.lmdb_input",
+        # zoo: object detection
+        "shape_scenes_input": "zoo.detection.shape_scenes_input",
     },
     "model": {
         "classification_model": "playground.builtins.classification_model",
         "IN1k_resnet": "resnetdemo.IN1k_resnet",
+        # zoo: object detection
+        "detection_model": "zoo.detection.detection_model",
     },
     "forward_pass": {
         "mlp_forward": "playground.builtins.mlp_forward",
         "explicit_resnet_forward": "resnetdemo.explicit_resnet_forward",
         "caffe2_resnet50_default_forward": "resnetdemo.caffe2_resnet50_default_forward",
+        # zoo: object detection
+        "ssd_forward": "zoo.detection.ssd_forward",
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
         "sgd_param_update": "playground.builtins.sgd_param_update",
@@ -44,6 +50,8 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "ComputeLoss": "playground.meters.ComputeLoss",
         "ComputeTopKAccuracy": "playground.meters.ComputeTopKAccuracy",
         "TorchMetric": "playground.meters.TorchMetric",
+        # zoo: object detection
+        "DetectionMAP": "zoo.detection.coco_map.DetectionMAP",
     },
     "handler": {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",
@@ -60,5 +68,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "Recorder": "playground.lab.Recorder",
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
         "WandbLogger": "playground.handlers.WandbLogger",
+        # zoo: object detection
+        "DrawDetections": "zoo.detection.detections_png.DrawDetections",
     },
 }
