@@ -11,15 +11,21 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "synthetic_input": "playground.builtins.synthetic_input",
         "gfs_IN1k": "resnetdemo.lmdb_input",
         "lmdb_input": "resnetdemo.lmdb_input",
+        # zoo: sequence-to-sequence, dates with attention
+        "dates_input": "zoo.seq2seq.dates_input",
     },
     "model": {
         "classification_model": "playground.builtins.classification_model",
         "IN1k_resnet": "resnetdemo.IN1k_resnet",
+        # zoo: sequence-to-sequence, dates with attention
+        "seq2seq_model": "zoo.seq2seq.seq2seq_model",
     },
     "forward_pass": {
         "mlp_forward": "playground.builtins.mlp_forward",
         "explicit_resnet_forward": "resnetdemo.explicit_resnet_forward",
         "caffe2_resnet50_default_forward": "resnetdemo.caffe2_resnet50_default_forward",
+        # zoo: sequence-to-sequence, dates with attention
+        "seq2seq_forward": "zoo.seq2seq.seq2seq_forward",
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
         "sgd_param_update": "playground.builtins.sgd_param_update",
@@ -44,6 +50,9 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "ComputeLoss": "playground.meters.ComputeLoss",
         "ComputeTopKAccuracy": "playground.meters.ComputeTopKAccuracy",
         "TorchMetric": "playground.meters.TorchMetric",
+        # zoo: sequence-to-sequence, dates with attention
+        "SequenceExactMatch": "zoo.seq2seq.sequence_meters.SequenceExactMatch",
+        "TokenAccuracy": "zoo.seq2seq.sequence_meters.TokenAccuracy",
     },
     "handler": {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",
@@ -60,5 +69,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "Recorder": "playground.lab.Recorder",
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
         "WandbLogger": "playground.handlers.WandbLogger",
+        # zoo: sequence-to-sequence, dates with attention
+        "AttentionHeatmap": "zoo.seq2seq.attention_png.AttentionHeatmap",
     },
 }
