@@ -13,12 +13,16 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "lmdb_input": "resnetdemo.lmdb_input",
         # zoo: object detection
         "shape_scenes_input": "zoo.detection.shape_scenes_input",
+        # zoo: sequence-to-sequence, dates with attention
+        "dates_input": "zoo.seq2seq.dates_input",
     },
     "model": {
         "classification_model": "playground.builtins.classification_model",
         "IN1k_resnet": "resnetdemo.IN1k_resnet",
         # zoo: object detection
         "detection_model": "zoo.detection.detection_model",
+        # zoo: sequence-to-sequence, dates with attention
+        "seq2seq_model": "zoo.seq2seq.seq2seq_model",
     },
     "forward_pass": {
         "mlp_forward": "playground.builtins.mlp_forward",
@@ -26,6 +30,8 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "caffe2_resnet50_default_forward": "resnetdemo.caffe2_resnet50_default_forward",
         # zoo: object detection
         "ssd_forward": "zoo.detection.ssd_forward",
+        # zoo: sequence-to-sequence, dates with attention
+        "seq2seq_forward": "zoo.seq2seq.seq2seq_forward",
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
         "sgd_param_update": "playground.builtins.sgd_param_update",
@@ -52,6 +58,9 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "TorchMetric": "playground.meters.TorchMetric",
         # zoo: object detection
         "DetectionMAP": "zoo.detection.coco_map.DetectionMAP",
+        # zoo: sequence-to-sequence, dates with attention
+        "SequenceExactMatch": "zoo.seq2seq.sequence_meters.SequenceExactMatch",
+        "TokenAccuracy": "zoo.seq2seq.sequence_meters.TokenAccuracy",
     },
     "handler": {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",
@@ -70,5 +79,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "WandbLogger": "playground.handlers.WandbLogger",
         # zoo: object detection
         "DrawDetections": "zoo.detection.detections_png.DrawDetections",
+        # zoo: sequence-to-sequence, dates with attention
+        "AttentionHeatmap": "zoo.seq2seq.attention_png.AttentionHeatmap",
     },
 }

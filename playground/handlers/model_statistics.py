@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from playground import checkpoint
+from playground import checkpoint, data
 from playground.events import EventHandler
 from playground.handlers.example import example_inputs
 
@@ -24,7 +24,8 @@ class ModelStatistics(EventHandler):
 
     FLOPs are those of one forward pass of one sample in eval mode, counted by torch.utils.flop_counter (matrix
     multiplies and convolutions; a multiply-add counts 2; training costs about 3x). input_shape: the shape of one
-    sample, e.g. [3, 224, 224]; null reads the first training sample.
+    sample, e.g. [3, 224, 224]; null reads the first training sample (any structure of tensors: a dict of
+    padded sequences and their lengths, say).
     """
 
     def __init__(self, input_shape: list[int] | None = None, filename: str = "model_statistics"):
@@ -42,8 +43,9 @@ class ModelStatistics(EventHandler):
                  base)
 
 
-def statistics(network: torch.nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
-    """Counts for `network` on one batch `inputs` (FLOPs divided by the batch size)."""
+def statistics(network: torch.nn.Module, inputs: Any) -> dict[str, Any]:
+    """Counts for `network` on one batch `inputs`, a tensor or a structure of them (FLOPs divided by the batch
+    size)."""
     shapes: dict[str, list] = {}
     hooks = [module.register_forward_hook(_record_shape(shapes, name))
              for name, module in network.named_modules() if not list(module.children())]
@@ -57,7 +59,7 @@ def statistics(network: torch.nn.Module, inputs: torch.Tensor) -> dict[str, Any]
         for hook in hooks:
             hook.remove()
     per_module = counter.get_flop_counts()
-    root, batch = type(network).__name__, max(len(inputs), 1)
+    root, batch = type(network).__name__, max(data.batch_size(inputs), 1)
     layers = []
     for name, module in network.named_modules():
         if list(module.children()) or not name:
@@ -71,11 +73,24 @@ def statistics(network: torch.nn.Module, inputs: torch.Tensor) -> dict[str, Any]
             "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
             "buffers": sum(b.numel() for b in network.buffers()),
             "flops_per_sample": counter.get_total_flops() // batch,
-            "input_shape": list(inputs.shape[1:]), "layers": layers}
+            "input_shape": _sample_shape(inputs), "layers": layers}
+
+
+def _sample_shape(inputs: Any) -> Any:
+    """One sample's shape: a tensor's, or the same structure of them (a dict of shapes for a dict)."""
+    if isinstance(inputs, torch.Tensor):
+        return list(inputs.shape[1:])
+    if isinstance(inputs, dict):
+        return {key: _sample_shape(value) for key, value in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [_sample_shape(value) for value in inputs]
+    return type(inputs).__name__
 
 
 def _record_shape(shapes: dict[str, list], name: str) -> Any:
     def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, tuple) and output:  # a recurrent layer's (outputs, final state)
+            output = output[0]
         if isinstance(output, torch.Tensor):
             shapes[name] = list(output.shape[1:])
     return hook
