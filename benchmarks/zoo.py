@@ -7,7 +7,10 @@ metric must reach the target, the default; "min": stay at or under it, e.g. a ba
 (more metrics to print). Each example runs through the real `playground run` command, in a temporary runs root
 (`--keep DIR` keeps the runs there instead). A task passes when its metric meets the target within its minutes.
 
-    python benchmarks/zoo.py [--task NAME]... [--list] [--keep DIR] [--set KEY=VALUE]...
+    python benchmarks/zoo.py [--task NAME]... [--list] [--keep DIR] [--threads N] [--set KEY=VALUE]...
+
+--threads sets OMP_NUM_THREADS for the runs (default: torch's choice, one per core). On a machine shared with
+other busy processes, torch's threads spin waiting for each other: one thread can then be several times faster.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import importlib
 import json
 import os
 import pkgutil
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,14 +39,15 @@ def tasks() -> dict[str, dict]:
         module = importlib.import_module(f"zoo.{package}")
         for name, entry in getattr(module, "BENCHMARK", {}).items():
             if name in found:
-                raise SystemExit(f"zoo.py: benchmark {name!r} is declared by zoo.{package} and {found[name]['package']}")
+                raise SystemExit(f"zoo.py: benchmark {name!r} is declared twice: by zoo.{package} and "
+                                 f"{found[name]['package']}")
             if missing := [key for key in REQUIRED if key not in entry]:
                 raise SystemExit(f"zoo.py: zoo.{package}.BENCHMARK[{name!r}] lacks {', '.join(missing)}")
             found[name] = {**entry, "package": f"zoo.{package}"}
     return found
 
 
-def run(name: str, entry: dict, root: str, sets: list[str]) -> dict:
+def run(name: str, entry: dict, root: str, sets: list[str], threads: int) -> dict:
     """Train `entry`'s example in `root`/`name` with `playground run`; its results and the wall time."""
     folder = os.path.join(root, name)
     command = [sys.executable, "-m", "playground", "run", "--parameters-json", os.path.join(ROOT, entry["opts"]),
@@ -50,13 +55,22 @@ def run(name: str, entry: dict, root: str, sets: list[str]) -> dict:
     for setting in sets:
         command += ["--set", setting]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "PLAYGROUND_RUNS": root}
-    started = time.perf_counter()
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    started, cpu_before = time.perf_counter(), _children_cpu_s()
     with open(os.path.join(root, f"{name}.log"), "w") as log:
         code = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _children_cpu_s() - cpu_before
     path = os.path.join(folder, "results.json")
     final = json.load(open(path))["final"] if code == 0 and os.path.exists(path) else {}
-    return {"code": code, "wall_s": wall, "final": final, "log": log.name}
+    return {"code": code, "wall_s": wall, "cpu_s": cpu, "final": final, "log": log.name}
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of the finished child processes: on a shared machine, with one thread, close
+    to the wall time the run would take alone on one core."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def verdict(entry: dict, result: dict) -> tuple[float | None, float | None, str]:
@@ -83,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", action="append", default=[], help="a benchmark name (repeatable; default: all)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--keep", default="", help="keep the runs in this folder (default: a temporary one)")
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of the runs (default: unset)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to playground run")
     args = parser.parse_args(argv)
     known = tasks()
@@ -97,22 +112,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:22} {entry['opts']:36} {entry['metric']} {goal} {entry['target']}{relative} "
                   f"in {entry['minutes']} min")
         return 0
-    print(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, threads {args.threads or 'default'}, load average {load}", flush=True)
     failed = 0
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as scratch:
         root = os.path.abspath(args.keep) if args.keep else scratch
         os.makedirs(root, exist_ok=True)
-        print(f"{'task':22} {'metric':22} {'value':>8} {'target':>10} {'wall':>8} {'budget':>7}  result", flush=True)
+        print(f"{'task':22} {'metric':22} {'value':>8} {'target':>10} {'wall':>8} {'cpu':>8} {'budget':>7}  result",
+              flush=True)
         for name in chosen:
             entry = known[name]
-            result = run(name, entry, root, args.set)
+            result = run(name, entry, root, args.set, args.threads)
             value, target, outcome = verdict(entry, result)
             failed += outcome != "pass"
             goal = "<=" if entry.get("goal") == "min" else ">="
             shown = lambda x: f"{x:8.4f}" if isinstance(x, float) else f"{'-':>8}"  # noqa: E731
             print(f"{name:22} {entry['metric']:22} {shown(value)} {goal}{shown(target)} "
-                  f"{result['wall_s']:7.1f}s {entry['minutes']:5} min  {outcome}", flush=True)
-            for extra in [entry["relative_to"]] * bool(entry.get("relative_to")) + entry.get("report", []):
+                  f"{result['wall_s']:7.1f}s {result['cpu_s']:7.1f}s {entry['minutes']:3} min  {outcome}", flush=True)
+            for extra in ([entry["relative_to"]] if entry.get("relative_to") else []) + entry.get("report", []):
                 print(f"{'':22} {extra:22} {shown(result['final'].get(extra))}", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 1 if failed else 0
