@@ -16,7 +16,6 @@ CLASS_NAMES = ("background", *shapes.CLASS_NAMES)
 NUM_CLASSES = len(CLASS_NAMES)
 MAX_OVERLAP = 0.05  # fraction of a new shape's area that may lie on earlier shapes
 _PLACEMENT_TRIES = 8  # placements tried per shape before it is left out
-_MIN_COLOR_DISTANCE = 80.0  # mean absolute BGR difference between a shape and the background, as in the shapes set
 
 
 def shape_coverage(label: int, canvas: int, rng: np.random.Generator) -> np.ndarray:
@@ -29,10 +28,8 @@ def render(seed: int, index: int, size: int = 64, max_shapes: int = 3) -> tuple[
     """(HWC BGR uint8 image, HW uint8 class mask, [(class, BGR colour) of each shape drawn, in drawing order]) of
     record `index` drawn with `seed`. A pixel belongs to a shape when the shape covers at least half of it."""
     rng = np.random.default_rng([seed, index])
-    background = rng.uniform(0, 255, size=3)
-    ramp = np.linspace(-1, 1, size)
-    ramp = ramp[:, None, None] if rng.random() < 0.5 else ramp[None, :, None]  # vertical or horizontal
-    image = np.broadcast_to(background + ramp * rng.uniform(-40, 40, size=3), (size, size, 3)).copy()
+    image = np.broadcast_to(shapes.gradient_background(size, rng), (size, size, 3)).copy()
+    background = image.mean(axis=(0, 1))
     mask = np.zeros((size, size), np.uint8)
     covered = np.zeros((size, size), np.float32)
     drawn = []
@@ -42,7 +39,7 @@ def render(seed: int, index: int, size: int = 64, max_shapes: int = 3) -> tuple[
         if placed is None:
             continue
         where, coverage = placed
-        color = _contrasting_color(background, rng)
+        color = shapes.contrasting_color(background, rng)
         image[where] += (color - image[where]) * coverage[:, :, None]
         mask[where][coverage >= 0.5] = label + 1
         covered[where] = np.maximum(covered[where], coverage)
@@ -64,9 +61,3 @@ def _place(label: int, size: int, covered: np.ndarray, rng: np.random.Generator)
             return where, coverage
     return None
 
-
-def _contrasting_color(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    while True:
-        color = rng.uniform(0, 255, size=3)
-        if np.abs(color - background).mean() >= _MIN_COLOR_DISTANCE:
-            return color
