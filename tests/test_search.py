@@ -19,11 +19,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def search_doc(space: dict | None = None, **search) -> dict:
-    """A search over the tiny MLP: 2 epochs of 10 iterations, a test pass every 5."""
+    """A search over the tiny MLP: 10 iterations, a test pass and a checkpoint every 5."""
+    opts = tiny_opts(num_epochs=1)
+    opts["output"]["checkpoint_every_iters"] = 5
     search = {"space": space or {"model_param.base_learning_rate": {"float": [0.01, 0.3], "log": True},
                                  "model_param.hidden_sizes": {"choice": [[16], [32, 16]]}},
               "objectives": [{"metric": "test_accuracy_top1", "mode": "max"}], "budget": {"trials": 3}, **search}
-    return {"opts": tiny_opts(), "search": search}
+    return {"opts": opts, "search": search}
 
 
 def write(path, doc: dict) -> str:
@@ -173,7 +175,7 @@ def test_a_bad_trial_is_pruned_after_a_checkpoint_and_recorded_as_pruned(tmp_pat
     assert info["search"] == {"id": search_id, "trial": 1, "sampled": {"model_param.base_learning_rate": 0.0}}
     assert (folder / "model_checkpoint_epoch0_iter5.pt").exists() and not (folder / "results.json").exists()
     assert len((folder / "test.csv").read_text().splitlines()) == 2  # one test pass, then it stopped
-    assert len((runs_root / good.user_attrs["tag"] / "test.csv").read_text().splitlines()) == 5
+    assert len((runs_root / good.user_attrs["tag"] / "test.csv").read_text().splitlines()) == 3
     assert f"[2/2] {bad.user_attrs['tag']} base_learning_rate=0.0: pruned" in result.stdout
     saved = json.loads((runs_root / "_searches" / search_id / "search.json").read_text())
     assert saved["id"] == search_id and saved["search"]["space"] == doc["search"]["space"]

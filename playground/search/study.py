@@ -17,6 +17,8 @@ import hashlib
 import inspect
 import json
 import os
+import random
+import time
 from typing import Any
 
 from playground.errors import NotFound, UsageError
@@ -203,16 +205,30 @@ def open_storage(storage: str) -> Any:
     from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
     if "://" in storage:
-        kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-        try:
-            return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
-        except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors, a missing driver: one line naming the URL
-            raise UsageError(f"search storage {storage}: cannot open it ({type(e).__name__}: "
-                             f"{str(e).strip().splitlines()[0]}); check the URL, the server and its driver") from None
+        return _rdb_storage(storage)
     os.makedirs(os.path.dirname(os.path.abspath(storage)), exist_ok=True)
     lock = JournalFileSymlinkLock(storage)
     repair_journal(storage, lock)
     return optuna.storages.JournalStorage(JournalFileBackend(storage, lock_obj=lock))
+
+
+def _rdb_storage(url: str) -> Any:
+    """RDBStorage(url). Workers starting together on a new database may race to create Optuna's tables; the
+    loser finds them made when it tries again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5 + random.random())
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors, a missing driver: one line naming the URL
+            raise UsageError(f"search storage {url}: cannot open it ({type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[0]}); check the URL, the server and its driver") from None
 
 
 def repair_journal(path: str, lock: Any) -> None:
