@@ -11,13 +11,17 @@ runs, from any host that reaches its storage.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import warnings
 from typing import Any
 
-log = logging.getLogger(__name__)
 FIRST_COLUMNS = ("trial", "state", "tag")
+
+
+def objectives_of(study: Any) -> list[dict]:
+    """The search's objectives ({metric, mode, reduce}), as its study records them."""
+    return study.user_attrs.get("objectives") or [
+        {"metric": f"objective_{i}", "mode": d.name.lower()[:3]} for i, d in enumerate(study.directions)]
 
 
 def objective_columns(objectives: list[dict]) -> list[str]:
@@ -37,9 +41,9 @@ def front(study: Any) -> set[int]:
         return set()
 
 
-def sampled_keys(trials: list[Any]) -> list[str]:
-    """Every sampled dotted key, in the order trials first sampled them (a conditional key only where sampled)."""
-    keys: dict[str, None] = {}
+def sampled_keys(study: Any, trials: list[Any]) -> list[str]:
+    """Every sampled dotted key, in the space's order (a conditional key is sampled only where its condition held)."""
+    keys: dict[str, None] = dict.fromkeys(study.user_attrs.get("space") or {})
     for trial in trials:
         keys.update(dict.fromkeys(trial.user_attrs.get("sampled") or {}))
     return list(keys)
@@ -52,8 +56,8 @@ def trials_frame(study: Any) -> Any:
     import pandas as pd
 
     trials = study.get_trials(deepcopy=False)
-    objectives = objective_columns(study.user_attrs.get("objectives") or [{"metric": "value"}] * len(study.directions))
-    keys, best = sampled_keys(trials), front(study)
+    objectives = objective_columns(objectives_of(study))
+    keys, best = sampled_keys(study, trials), front(study)
     rows = []
     for trial in trials:
         sampled = trial.user_attrs.get("sampled") or {}
@@ -108,27 +112,23 @@ def table_text(frame: Any) -> str:
 
 def best_text(study: Any, frame: Any) -> list[str]:
     """The best trial (one objective) or the Pareto front (several), each with its tag and sampled values."""
-    objectives = study.user_attrs.get("objectives") or []
-    columns = objective_columns(objectives) if objectives else ["value"] * len(study.directions)
-    keys = [c for c in frame.columns if c not in (*FIRST_COLUMNS, *columns, "pareto", "wall_s")]
+    objectives = objectives_of(study)
+    columns = objective_columns(objectives)
+    keys = _short_names([c for c in frame.columns if c not in (*FIRST_COLUMNS, *columns, "pareto", "wall_s")])
     chosen = frame[frame["pareto"]]
     if chosen.empty:
         return ["no complete trial yet"]
     if len(columns) == 1:
-        heading = f"best trial (by {columns[0]}, {_mode(objectives, 0)}):"
+        heading = f"best trial (by {columns[0]}, {objectives[0]['mode']}):"
     else:
         heading = (f"Pareto front ({len(chosen)} trial(s), "
-                   + ", ".join(f"{c} {_mode(objectives, i)}" for i, c in enumerate(columns)) + "):")
+                   + ", ".join(f"{c} {o['mode']}" for c, o in zip(columns, objectives)) + "):")
     lines = [heading]
     for _, row in chosen.iterrows():
         values = "  ".join(f"{c}={_cell(row[c])}" for c in columns)
-        sampled = " ".join(f"{k}={_cell(row[k])}" for k in keys if _cell(row[k]))
+        sampled = " ".join(f"{short}={_cell(row[k])}" for k, short in keys.items() if _cell(row[k]))
         lines.append(f"  trial {row['trial']}: {values}  tag {row['tag'] or '-'}  {sampled}".rstrip())
     return lines
-
-
-def _mode(objectives: list[dict], i: int) -> str:
-    return objectives[i].get("mode", "") if i < len(objectives) else ""
 
 
 def write_plots(study: Any, folder: str) -> dict[str, str]:
@@ -139,8 +139,7 @@ def write_plots(study: Any, folder: str) -> dict[str, str]:
     import optuna
     from optuna.visualization import matplotlib as plots
 
-    objectives = study.user_attrs.get("objectives") or [{"metric": "value"}]
-    names = objective_columns(objectives)
+    names = objective_columns(objectives_of(study))
     drawings: dict[str, Any] = {}
     for i, name in enumerate(names):
         drawings.update(_objective_drawings(study, plots, i, name, study.directions[i].name.lower()[:3]))
