@@ -181,6 +181,31 @@ def test_a_bad_trial_is_pruned_after_a_checkpoint_and_recorded_as_pruned(tmp_pat
     assert saved["id"] == search_id and saved["search"]["space"] == doc["search"]["space"]
 
 
+def test_a_search_whose_trials_keep_failing_stops_naming_their_errors(tmp_path, runs_root):
+    doc = search_doc({"model_param.base_learning_rate": {"choice": [1e30]}}, algorithm={"type": "random"},
+                     budget={"trials": 3, "max_failures": 2})
+    doc["opts"]["output"]["handlers"] = [{"handler_py": "TerminateOnNaN"}]
+    result = run("search", "--parameters-json", write(tmp_path / "s.json", doc), PLAYGROUND_RUNS=str(runs_root),
+                 timeout=240)
+    assert result.returncode == 1, result.stdout + result.stderr
+    search_id = result.stdout.split()[1].rstrip(":")
+    trials = load_study(search_id, str(runs_root)).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]  # failures count against max_failures, not trials
+    assert all(t.user_attrs["error"].startswith("NonFiniteLossError: ") for t in trials)
+    (message,) = result.stderr.splitlines()
+    assert message.startswith(f"playground: error: search {search_id}: 2 trial(s) failed in this run "
+                              "(search.budget.max_failures is 2): trial 0: NonFiniteLossError: ")
+    assert message.endswith("Fix the cause and re-run the same command") and "; trial 1: NonFinite" in message
+
+
+def test_gpus_per_trial_beyond_the_visible_gpus_is_refused_before_anything_is_created(tmp_path, runs_root, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert errors_of(capsys, search_doc(), tmp_path, "--jobs", "2", "--gpus-per-trial", "2") == [
+        "--gpus-per-trial 2 with --jobs 2 needs 4 GPU(s), and this process sees 2; lower --jobs or --gpus-per-trial"]
+    assert not runs_root.exists()
+
+
 def test_sweep_grid_is_a_grid_search_whose_study_holds_its_points(tmp_path, runs_root):
     opts = tiny_opts(num_epochs=1)
     result = run("sweep", "--parameters-json", write(tmp_path / "base.json", {"opts": opts}),

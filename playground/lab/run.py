@@ -92,7 +92,7 @@ def create(opts: dict, root: str, tag: str | None = None, **fields: Any) -> tupl
     status.json. A search names the tag first, so that a trial never loses track of its experiment."""
     tag = tag or new_tag()
     folder = os.path.join(local_root(root), tag)
-    os.makedirs(folder)
+    os.makedirs(folder, exist_ok=bool(fields.get("search")))  # a search killed while creating it makes it again
     from playground import checkpoint
 
     checkpoint.atomic_write(os.path.join(folder, "opts.json"), json.dumps(opts, indent=2).encode())

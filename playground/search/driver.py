@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from playground import checkpoint
-from playground.errors import OptsError, SearchFailed, Stopped
+from playground.errors import OptsError, SearchFailed, Stopped, UsageError
 from playground.lab import status
 from playground.lab.launcher import Launcher, describe_point
 from playground.lab.run import create
@@ -41,6 +41,19 @@ ADOPT_AFTER_S = 60  # a RUNNING trial that nobody claimed for this long was aske
 REPORTER = "playground.search.reporter.StudyReporter"
 
 
+def gpu_problems(spec: SearchSpec, jobs: int, gpus_per_trial: int) -> None:
+    """Trials on GPUs each get their own (CUDA_VISIBLE_DEVICES renumbers them from 0): a UsageError otherwise."""
+    dist = spec.resolved_base.get("distributed") or {}
+    gpus, first = dist.get("num_gpus") or 0, dist.get("first_gpu_id") or 0
+    if gpus_per_trial and gpus and first + gpus > gpus_per_trial:
+        raise UsageError(f"distributed.num_gpus: each trial sees {gpus_per_trial} GPU(s) (--gpus-per-trial), "
+                         f"numbered from 0, and the opts ask for {gpus} from first_gpu_id {first}; make "
+                         "first_gpu_id + num_gpus at most --gpus-per-trial")
+    if not gpus_per_trial and gpus and jobs > 1:
+        raise UsageError(f"distributed.num_gpus: trials train on {gpus} GPU(s) each, and --jobs {jobs} would run "
+                         "them on the same GPUs; give --gpus-per-trial")
+
+
 class Driver:
     """One search process: claims trials of the study and runs them, at most `jobs` at once."""
 
@@ -53,6 +66,7 @@ class Driver:
         self.folder = search_folder(spec.id, root)
         self.storage = storage_of(self.folder, spec.storage)
         self.launcher = Launcher(jobs, root, gpus_per_trial)
+        gpu_problems(spec, jobs, gpus_per_trial)
         self.me = status.this_process()
         self.deadline = time.monotonic() + spec.time_s if spec.time_s else None
         self.running: dict[int, tuple[str, dict]] = {}  # trial number -> (tag, sampled)
