@@ -12,7 +12,8 @@ status.json, i.e. after the process has started and imported torch) give:
 
 The search's cost is its overhead minus that of the plain runs (process start-up, which both pay), plus what the
 trials' own runs spend in the search's handler (reporting to the study): in total (search wall - runs wall) /
-trials. Goal: at most 0.3 s per trial.
+trials. Goal: at most 0.3 s per trial. The same sums in CPU time (the commands' processes and their children) are
+printed too: on a shared machine they vary far less than wall times.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,13 +44,19 @@ def run_seconds(folder: str) -> float:
                for a in attempts)
 
 
-def timed(args: list[str], runs: str) -> tuple[float, str]:
+def cpu_of_children() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed(args: list[str], runs: str) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the command and its children, its output)."""
     env = {**os.environ, "PYTHONPATH": ROOT, "PLAYGROUND_RUNS": runs}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_of_children()
     done = subprocess.run([sys.executable, "-m", "playground", *args], env=env, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"playground {' '.join(args[:2])} failed: {done.stderr.strip()[-2000:]}")
-    return time.perf_counter() - started, done.stdout
+    return time.perf_counter() - started, cpu_of_children() - cpu, done.stdout
 
 
 def main() -> None:
@@ -66,22 +74,24 @@ def main() -> None:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f)
         runs = os.path.join(work, "runs")
-        search_wall, out = timed(["search", "--parameters-json", path, "--jobs", "1"], runs)
+        load_at_start = os.getloadavg()[0]
+        search_wall, search_cpu, out = timed(["search", "--parameters-json", path, "--jobs", "1"], runs)
         search_id = out.split()[1].rstrip(":")
         trials = load_study(search_id, root=runs).trials
         search_own = sum(run_seconds(os.path.join(runs, t.user_attrs["tag"])) for t in trials)
-        spec, alone, runs_wall, runs_own = load(path), os.path.join(work, "alone"), 0.0, 0.0
+        spec, alone, runs_wall, runs_cpu, runs_own = load(path), os.path.join(work, "alone"), 0.0, 0.0, 0.0
         for t in trials:
             opts_path = os.path.join(work, f"trial{t.number}.json")
             with open(opts_path, "w", encoding="utf-8") as f:
                 json.dump({"opts": trial_opts(spec, t.user_attrs["sampled"])}, f)
-            seconds, out = timed(["run", "--parameters-json", opts_path], alone)
-            runs_wall += seconds
+            seconds, cpu, out = timed(["run", "--parameters-json", opts_path], alone)
+            runs_wall, runs_cpu = runs_wall + seconds, runs_cpu + cpu
             runs_own += run_seconds(out.split()[2])
     n = len(trials)
     search_over, runs_over = (search_wall - search_own) / n, (runs_wall - runs_own) / n
     extra = (search_wall - runs_wall) / n
-    print(f"{n} MLP trials of {args.epochs} epoch(s), --jobs 1")
+    print(f"{n} MLP trials of {args.epochs} epoch(s), --jobs 1; load average {load_at_start:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"playground search: wall {search_wall:.1f} s, trials' own run time {search_own:.1f} s, overhead "
           f"{search_over:.2f} s per trial")
     print(f"playground run x{n}: wall {runs_wall:.1f} s, own run time {runs_own:.1f} s, overhead {runs_over:.2f} s "
@@ -89,6 +99,8 @@ def main() -> None:
     print(f"search / runs wall: {search_wall / runs_wall:.3f}; the search's cost: {extra:.2f} s per trial "
           f"({search_over - runs_over:.2f} s outside the trials, {(search_own - runs_own) / n:.2f} s inside them); "
           f"goal <= {GOAL_S} s: {'met' if extra <= GOAL_S else 'missed'}")
+    print(f"CPU time: search {search_cpu:.1f} s, runs {runs_cpu:.1f} s (ratio {search_cpu / runs_cpu:.3f}); the "
+          f"search's cost {(search_cpu - runs_cpu) / n:.2f} CPU s per trial")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def step_problems(steps: Any, doc: dict) -> list[str]:
 
 def _from_problems(where: str, step: dict, kind: str, kinds: dict[str, str], objectives: int) -> list[str]:
     source = step.get("from")
-    if source not in kinds:
+    if not isinstance(source, str) or source not in kinds:
         earlier = ", ".join(repr(n) for n in kinds) or "none"
         return [f"{where}.from: {json.dumps(source)} is not an earlier step (earlier: {earlier})"]
     wanted = ("search",) if kind == "train" else ("search", "train")
@@ -184,7 +184,7 @@ def opts_problems(doc: dict, point: dict[str, Any]) -> list[str]:
         if step["step"] == "search":
             opts_after[step.get("name", "search")] = step_opts(doc["opts"], point, {"step": "search"})
             continue
-        before = opts_after.get(step.get("from"), step_opts(doc["opts"], point, {"step": "search"}))
+        before = opts_after.get(str(step.get("from")), step_opts(doc["opts"], point, {"step": "search"}))
         try:
             opts = step_opts(before, {}, step)
         except UsageError as e:
@@ -257,7 +257,7 @@ class Pipeline:
                 from playground.search import run_search
 
                 record["search"] = run_search({"opts": self.doc["opts"], "search": self.doc["search"]}, jobs=jobs,
-                                              storage=storage, root=self.root)
+                                              storage=storage)  # the very search `playground search` runs
                 from playground.search.report import print_summary
 
                 print_summary(record["search"], self.root)
