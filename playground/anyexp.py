@@ -160,7 +160,7 @@ class AnyExp:
                 if i == 0:  # after the forward: the old gradients' memory then serves the new ones (~6% on a
                     self.optimizer.zero_grad(set_to_none=True)  # CPU ResNet-50, where fresh pages fault)
                 self.scaler.scale(blobs["loss"] / len(batches)).backward()
-            blobs.setdefault("batch_size", len(labels))  # forward may set it (labels that are not one tensor)
+            blobs.setdefault("batch_size", data.batch_size(labels))  # forward may set it
             step_blobs.append(blobs)
         self.clip_gradients()
         self.scaler.step(self.optimizer)
@@ -182,8 +182,10 @@ class AnyExp:
         else:
             torch.nn.utils.clip_grad_value_(self.network.parameters(), info.grad_clip_value)
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict:
-        """Blobs of one batch, with at least a scalar 'loss'. The model component's Experiment defines it."""
+    def forward(self, inputs: Any, labels: Any) -> dict:
+        """Blobs of one batch, with at least a scalar 'loss'. The model component's Experiment defines it. The
+        network is in eval mode (`self.network.training` false) in test passes: the time to decode outputs
+        (non-maximum suppression, greedy decoding) for the meters that read them."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(inputs, labels)")
 
     def run_test(self) -> None:
@@ -212,7 +214,7 @@ class AnyExp:
             inputs, labels = self.to_device(batch, self.test_dataset)
             with self.autocast():
                 blobs = self.forward(inputs, labels)
-            blobs.setdefault("batch_size", len(labels))
+            blobs.setdefault("batch_size", data.batch_size(labels))
             self.update_meters(self.test_meters, blobs)
         values = distributed.compute_all(self.test_meters, self)
         self.network.train(was_training)
@@ -242,13 +244,14 @@ class AnyExp:
         return data.batches(self.test_dataset, [i for i in indices if i], self.info.workers, self.seed,
                             self.device.type == "cuda")
 
-    def to_device(self, batch: Any, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """`batch` of `dataset` as the network takes it, on this process's device."""
+    def to_device(self, batch: Any, dataset: Any) -> tuple[Any, Any]:
+        """`batch` of `dataset` as the network takes it, on this process's device. Inputs and labels may be
+        tensors or tuples, lists and dicts of them (boxes per image, padded sequences with their lengths)."""
         inputs, labels = batch
         inputs = data.to_device(inputs, self.device, dataset)
-        if self.info.channels_last and inputs.dim() == 4:
+        if self.info.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs, labels.to(self.device, non_blocking=True)
+        return inputs, data.move(labels, self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:

@@ -1,15 +1,15 @@
 """Estimator: fit / evaluate / predict for a network built in Python, run by the same AnyExp loop as the opts.
 
 `Estimator.fit` hands the loop the user's own objects as its parts (network, losses, optimizer, data, meters,
-handlers) and runs it as `playground run` does: the same loop, handlers, checkpoints, resume and run folder. Mistakes the Gluon Fit API design lists (network outputs vs
-losses vs metrics, label vs output shapes, data yielding the wrong number of items) are found on one batch
-before the first step and raised as EstimatorError.
+handlers) and runs it as `playground run` does: the same loop, handlers, checkpoints, resume and run folder.
+Mistakes the Gluon Fit API design lists (network outputs vs losses vs metrics, label vs output shapes, data
+yielding the wrong number of items) are found on one batch before the first step and raised as EstimatorError.
+How data, outputs and metric specs are read is in estimator_io.py.
 """
 from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import Any
@@ -18,11 +18,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from playground import data, distributed, lab, opts as opts_lib, runner
+from playground.estimator_io import (as_outputs, blobs_of, check_shapes, concat, dataset_of, describe_shape,
+                                     inputs_of, iterate, metric_meters, named_losses)
 from playground.anyexp import AnyExp
 from playground.errors import EstimatorError, OptsError
 from playground.events import EventHandler
 from playground.handlers import default_handlers
-from playground.meters import ComputeLoss, ComputeTopKAccuracy
+from playground.meters import ComputeLoss
 from playground.parts import Metric, Parts, RunInfo
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,8 @@ class EstimatorExperiment(AnyExp):
     losses: list[Callable] = []
 
     def forward(self, inputs: Any, labels: tuple) -> dict:
-        outputs = _as_outputs(self.model(inputs))
-        return _blobs(outputs, labels, [fn(output, label) for fn, output, label in zip(self.losses, outputs, labels)])
+        outputs = as_outputs(self.model(inputs), len(self.losses))
+        return blobs_of(outputs, labels, [fn(output, label) for fn, output, label in zip(self.losses, outputs, labels)])
 
     def to_device(self, batch: Any, dataset: Any) -> tuple[Any, tuple]:
         inputs, *labels = batch
@@ -57,10 +59,18 @@ class EstimatorExperiment(AnyExp):
 class Estimator:
     """Train, evaluate and predict with `net` through the playground loop.
 
-    loss: a callable (output, label) -> scalar, or one per network output (default CrossEntropyLoss).
+    loss: a callable (output, label) -> scalar, or one per network output (default CrossEntropyLoss). A loss may
+    return a dict of named, already weighted scalars ({"loss_cls": ..., "loss_box": ...}): their sum is
+    optimised and each is recorded as a metric of its own (train_loss_cls, val_loss_cls).
+    The network's outputs: a tuple holds one output per loss; anything else (a tensor, a dict, a list of
+    per-sample results) is one output. Outputs and labels may be any structure of tensors (a dataset's
+    `collate` batches labels that do not stack). In eval mode (val_data, evaluate, predict) the network may
+    also decode its outputs (NMS, greedy decoding) for the metrics to read.
     metrics: "accuracy", "top5", playground meters (reset/update(blobs)/compute) or (name, meter) pairs; one
     list per output when the network has several. Meters read the blobs "output" and "label" (and "output{i}",
-    "label{i}", "loss{i}" per output when there are several). handlers: EventHandler instances (a ProgressBar
+    "label{i}", "loss{i}" per output when there are several; a dotted name reads into a dict output:
+    "output.detections"). val_metrics: metrics of the held-out data only (val_data, evaluate), such as those
+    reading what the network decodes in eval mode. handlers: EventHandler instances (a ProgressBar
     is added unless one is given or progress_bar=False). optimizer: an Optimizer over net's parameters, or a
     callable params -> Optimizer (default SGD, lr 0.01). lr_scheduler: a callable optimizer -> LRScheduler,
     stepped every iteration. device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available).
@@ -69,7 +79,7 @@ class Estimator:
     def __init__(self, net: torch.nn.Module, loss: Callable | Sequence[Callable] | None = None,
                  metrics: Sequence[Any] = (), handlers: Sequence[EventHandler] = (), optimizer: Any = None,
                  device: str | torch.device | None = None, lr_scheduler: Callable | None = None,
-                 progress_bar: bool = True):
+                 progress_bar: bool = True, val_metrics: Sequence[Any] = ()):
         if not isinstance(net, torch.nn.Module):
             raise EstimatorError(f"Estimator: net must be a torch.nn.Module, got {type(net).__name__}")
         self.net = net
@@ -79,7 +89,7 @@ class Estimator:
         self.losses = list(loss) if isinstance(loss, (list, tuple)) else [loss]
         if not self.losses or not all(callable(fn) for fn in self.losses):
             raise EstimatorError("Estimator: loss must be a callable (output, label) -> scalar, or a list of them")
-        self.metrics, self.handlers = list(metrics), list(handlers)
+        self.metrics, self.val_metrics, self.handlers = list(metrics), list(val_metrics), list(handlers)
         if bad := [h for h in self.handlers if not isinstance(h, EventHandler)]:
             raise EstimatorError(f"Estimator: handlers must be EventHandler instances, got {type(bad[0]).__name__}")
         # Each fit starts its handlers from this state (a resumed fit then loads theirs from the checkpoint).
@@ -89,6 +99,7 @@ class Estimator:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())  # the loop needs an index
+        self.loss_names: list[str] = []              # the named losses the loss callables return (a dict)
         self.folder = ""                             # the last fit's run folder
         self.results: dict = {}                      # the last fit's results.json
         self.history: dict[str, dict[str, list]] = {}  # its metrics: name -> {"epochs", "iterations", "values"}
@@ -126,7 +137,7 @@ class Estimator:
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise EstimatorError(f"Estimator.fit: epochs must be a positive integer, got {epochs!r}")
-        train, val = _dataset(train_data, "train_data"), _dataset(val_data, "val_data")
+        train, val = dataset_of(train_data, "train_data"), dataset_of(val_data, "val_data")
         batch_size = train.batch_size if isinstance(train, DataLoader) and train.batch_size else batch_size
         settings = fit_settings(opts or {})
         self.net.to(self.device)
@@ -154,7 +165,7 @@ class Estimator:
 
     def evaluate(self, data_: Data, batch_size: int = 32) -> dict[str, float]:
         """The test metrics (test_loss, test_<metric>) of the network on `data_`, through the loop's test pass."""
-        dataset = _dataset(data_, "data")
+        dataset = dataset_of(data_, "data")
         self.net.to(self.device)
         self.check(dataset, batch_size, "data")
         info = self._run_info("", 1, 1, batch_size, 0, dataset, {})
@@ -167,23 +178,24 @@ class Estimator:
         return {k: v for k, v in exp.history["test"][-1].items() if k not in ("epoch", "iteration")}
 
     @torch.no_grad()
-    def predict(self, data_: Data | torch.Tensor, batch_size: int = 32) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        """The network's outputs for every sample of `data_` (inputs alone, or items whose first element is the
-        input), in order, concatenated on the batch dimension; a tuple when the network has several outputs."""
+    def predict(self, data_: Data | torch.Tensor, batch_size: int = 32) -> Any:
+        """The network's outputs (eval mode) for every sample of `data_` (inputs alone, or items whose first
+        element is the input), in order, concatenated on the batch dimension (lists extended, dicts and tuples
+        item by item); a tuple when the network has several outputs."""
         if isinstance(data_, torch.Tensor):
             data_ = (data_,)
-        dataset = _dataset(data_, "data")
+        dataset = dataset_of(data_, "data")
         self.net.to(self.device)
         was_training = self.net.training
         self.net.eval()
         try:
-            chunks = [_as_outputs(self.net(data.to_device(_inputs(batch), self.device, dataset)))
-                      for batch in _iterate(dataset, batch_size)]
+            chunks = [as_outputs(self.net(data.to_device(inputs_of(batch), self.device, dataset)), len(self.losses))
+                      for batch in iterate(dataset, batch_size)]
         finally:
             self.net.train(was_training)
         if not chunks:
             raise EstimatorError("Estimator.predict: data holds no samples")
-        outputs = tuple(torch.cat(parts) for parts in zip(*chunks))
+        outputs = tuple(concat(parts) for parts in zip(*chunks))
         return outputs[0] if len(outputs) == 1 else outputs
 
     # ------------------------------------------------------------------ checks before the first step
@@ -192,7 +204,7 @@ class Estimator:
         """Run one batch through the network, losses and metrics (eval mode, no gradients, no RNG drawn) and
         raise EstimatorError naming the first mismatch."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            batch = next(iter(_iterate(dataset, batch_size)), None)
+            batch = next(iter(iterate(dataset, batch_size)), None)
             if batch is None:
                 raise EstimatorError(f"Estimator: {what} holds no samples")
             want = 1 + len(self.losses)
@@ -205,49 +217,41 @@ class Estimator:
             self.net.eval()
             try:
                 with torch.no_grad():
-                    outputs = _as_outputs(self.net(data.to_device(inputs, self.device, dataset)))
+                    outputs = as_outputs(self.net(data.to_device(inputs, self.device, dataset)), len(self.losses))
                     if len(outputs) != len(self.losses):
                         raise EstimatorError(f"Estimator: the network returns {len(outputs)} output(s) but "
                                              f"{len(self.losses)} loss(es) were given; give one loss per output")
                     labels = [data.move(label, self.device) for label in labels]
                     losses = [self._check_output(i, out, label, fn, len(outputs))
                               for i, (out, label, fn) in enumerate(zip(outputs, labels, self.losses))]
+                    self.loss_names = named_losses(losses)
                     self._check_metrics(outputs, labels, losses)
             finally:
                 self.net.train(was_training)
 
     @staticmethod
-    def _check_output(i: int, output: Any, label: Any, fn: Callable, count: int) -> torch.Tensor:
+    def _check_output(i: int, output: Any, label: Any, fn: Callable, count: int) -> torch.Tensor | dict:
         name = f"output {i}" if count > 1 else "the network's output"
-        if not isinstance(output, torch.Tensor) or not isinstance(label, torch.Tensor):
-            raise EstimatorError(f"Estimator: {name} and its label must be tensors, got {type(output).__name__} "
-                                 f"and {type(label).__name__}")
-        out_shape, label_shape = tuple(output.shape), tuple(label.shape)
-        if not out_shape or not label_shape or out_shape[0] != label_shape[0]:
-            raise EstimatorError(f"Estimator: labels of shape {label_shape} do not match {name} of shape "
-                                 f"{out_shape}: they must hold the same number of samples (first dimension)")
-        if label.is_floating_point() and label_shape != out_shape:
-            hint = " (the loss would broadcast them)" if label.numel() == output.numel() else \
-                " (class indices must be an integer tensor)" if len(label_shape) == len(out_shape) - 1 else ""
-            raise EstimatorError(f"Estimator: float labels of shape {label_shape} do not match {name} of shape "
-                                 f"{out_shape}{hint}")
-        expected = (out_shape[0], *out_shape[2:])
-        if not label.is_floating_point() and label_shape not in (expected, out_shape):
-            raise EstimatorError(f"Estimator: class-index labels of shape {label_shape} do not fit {name} of shape "
-                                 f"{out_shape}; expected {expected}")
+        if isinstance(output, torch.Tensor) and isinstance(label, torch.Tensor):
+            check_shapes(name, output, label)
+        out_shape, label_shape = describe_shape(output), describe_shape(label)
         try:
             value = fn(output, label)
         except Exception as e:
             raise EstimatorError(f"Estimator: loss {i} fails on {name} {out_shape} and labels {label_shape}: "
                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-        if not isinstance(value, torch.Tensor) or value.numel() != 1:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise EstimatorError(f"Estimator: loss {i} returns {shape}, not a scalar; reduce it (reduction='mean')")
+        for key, part in (value.items() if isinstance(value, dict) else [("", value)]):
+            if not isinstance(part, torch.Tensor) or part.numel() != 1:
+                shape = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+                what = f"loss {i}" + (f"'s {key!r}" if key else "")
+                raise EstimatorError(f"Estimator: {what} returns {shape}, not a scalar; reduce it (reduction='mean')")
+        if isinstance(value, dict) and not value:
+            raise EstimatorError(f"Estimator: loss {i} returns an empty dict; return at least one named loss")
         return value
 
     def _check_metrics(self, outputs: tuple, labels: list, losses: list) -> None:
-        blobs = _blobs(outputs, labels, losses)
-        for name, meter in _metric_meters(self.metrics, len(outputs)):
+        blobs = blobs_of(outputs, labels, losses)
+        for name, meter in self._metrics(held_out=True):
             meter = copy.deepcopy(meter)
             try:
                 meter.reset()
@@ -266,7 +270,8 @@ class Estimator:
         """What the lab book records as this fit's opts: its arguments and the classes it was given."""
         names = lambda items: [getattr(i, "__name__", type(i).__name__) for i in items]  # noqa: E731
         return {"estimator": {"network": type(self.net).__name__, "losses": names(self.losses),
-                              "optimizer": type(self.optimizer).__name__, "metrics": [n for n, _ in self._all_meters()],
+                              "optimizer": type(self.optimizer).__name__,
+                              "metrics": [n for n, _ in self._all_meters(held_out=True)],
                               "handlers": names(self.handlers), "epochs": epochs, "batch_size": batch_size,
                               "seed": seed, "device": str(self.device), **settings},
                 "output": {"checkpoint_folder": folder, "runs_root": settings.get("runs_root", "")}}
@@ -284,7 +289,7 @@ class Estimator:
                     held_out: str = "val") -> EstimatorExperiment:
         """The loop over the user's own objects: no opts, no components. `held_out` names the metrics of `val`."""
         metrics = [Metric(f"{kind}_{name}", copy.deepcopy(meter), kind == "train")
-                   for kind in ("train", held_out) for name, meter in self._all_meters()
+                   for kind in ("train", held_out) for name, meter in self._all_meters(held_out=kind != "train")
                    if kind == "train" or val is not None]
         parts = Parts(network=self.net, optimizer=self.optimizer, train_data=train, test_data=val,
                       lr_scheduler=self.lr_scheduler(self.optimizer) if self.lr_scheduler and train else None,
@@ -293,11 +298,23 @@ class Estimator:
         exp.losses = self.losses
         return exp
 
-    def _all_meters(self) -> list[tuple[str, Any]]:
+    def _all_meters(self, held_out: bool = False) -> list[tuple[str, Any]]:
+        """(name, meter) of the losses, then of the metrics (with val_metrics on held-out data)."""
         meters = [("loss", ComputeLoss("loss"))]
+        meters += [(name, ComputeLoss(name)) for name in self.loss_names]
         if len(self.losses) > 1:
             meters += [(f"loss{i}", ComputeLoss(f"loss{i}")) for i in range(len(self.losses))]
-        return meters + _metric_meters(self.metrics, len(self.losses))
+        return meters + self._metrics(held_out)
+
+    def _metrics(self, held_out: bool) -> list[tuple[str, Any]]:
+        named = metric_meters(self.metrics, len(self.losses))
+        if held_out and self.val_metrics:
+            named += metric_meters(self.val_metrics, len(self.losses))
+        names = [name for name, _ in named]
+        if clash := sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.loss_names))):
+            raise EstimatorError(f"Estimator: metric names repeat or clash with the named losses: {clash}; name "
+                                 "them with (name, meter) pairs")
+        return named
 
 
 FIT_OPTS = {  # opts key -> RunInfo field (or the lab's), the loop settings Estimator.fit takes by opts key
@@ -317,90 +334,3 @@ def fit_settings(given: dict[str, Any]) -> dict[str, Any]:
     if problems := opts_lib.value_problems(given):
         raise OptsError([f"Estimator: {p}" for p in problems])
     return {FIT_OPTS[key]: value for key, value in given.items()}
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def _metric_meters(metrics: Sequence[Any], outputs: int) -> list[tuple[str, Any]]:
-    """(name, meter) for every metric spec; one list of specs per output when there are several outputs."""
-    groups = list(metrics)
-    if outputs > 1 or (groups and all(isinstance(g, list) for g in groups)):
-        if groups and (len(groups) != outputs or not all(isinstance(g, list) for g in groups)):
-            raise EstimatorError(f"Estimator: the network returns {outputs} output(s) but metrics has "
-                                 f"{len(groups)} entr{'y' if len(groups) == 1 else 'ies'}; give one list of "
-                                 f"metrics per output, e.g. metrics=[{', '.join(['[...]'] * outputs)}]")
-    else:
-        groups = [groups]
-    named: list[tuple[str, Any]] = []
-    for i, group in enumerate(groups):
-        suffix = str(i) if outputs > 1 else ""
-        blobs = [f"output{suffix}", f"label{suffix}"]
-        for spec in group:
-            name, meter = _metric(spec, blobs)
-            named.append((name + suffix, meter))
-    names = [name for name, _ in named]
-    if repeated := sorted({n for n in names if names.count(n) > 1 or re.fullmatch(r"loss\d*", n)}):
-        raise EstimatorError(f"Estimator: metric names repeat or clash with the loss: {repeated}; name them with "
-                             "(name, meter) pairs")
-    return named
-
-
-def _metric(spec: Any, blobs: list[str]) -> tuple[str, Any]:
-    if isinstance(spec, str):
-        if spec == "accuracy" or re.fullmatch(r"top\d+", spec):
-            return spec, ComputeTopKAccuracy(blobs, topk=1 if spec == "accuracy" else int(spec[3:]))
-        raise EstimatorError(f"Estimator: unknown metric {spec!r}; use \"accuracy\", \"top5\" (any k), a meter or "
-                             "a (name, meter) pair")
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        name, meter = spec
-    else:
-        meter = spec
-        name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(meter).__name__).lower().removeprefix("compute_")
-    if not all(callable(getattr(meter, m, None)) for m in ("reset", "update", "compute")):
-        raise EstimatorError(f"Estimator: metric {name!r} ({type(meter).__name__}) is not a meter: it needs reset(), "
-                             "update(blobs) and compute()")
-    return name, meter
-
-
-def _blobs(outputs: tuple, labels: Sequence, losses: list) -> dict:
-    """What meters read: the summed loss, the first output and label, and each one numbered when several."""
-    blobs = {"loss": losses[0] if len(losses) == 1 else sum(losses), "batch_size": len(labels[0]),
-             "output": outputs[0], "label": labels[0]}
-    if len(outputs) > 1:
-        for i, (output, label, value) in enumerate(zip(outputs, labels, losses)):
-            blobs.update({f"output{i}": output, f"label{i}": label, f"loss{i}": value})
-    return blobs
-
-
-def _dataset(value: Any, what: str) -> Any:
-    if value is None or isinstance(value, (Dataset, DataLoader)):
-        return value
-    if isinstance(value, (tuple, list)) and value and all(isinstance(t, torch.Tensor) for t in value):
-        if len({len(t) for t in value}) != 1:
-            raise EstimatorError(f"Estimator: the tensors of {what} hold different numbers of samples: "
-                                 f"{[len(t) for t in value]}")
-        return data.TensorData(*value)
-    raise EstimatorError(f"Estimator: {what} must be a torch Dataset, a DataLoader or a tuple of tensors, got "
-                         f"{type(value).__name__}")
-
-
-def _iterate(dataset: Dataset | DataLoader, batch_size: int) -> Any:
-    """Batches in order: a DataLoader's own, or consecutive slices of a Dataset."""
-    if isinstance(dataset, DataLoader):
-        return iter(dataset)
-    return (data.fetch(dataset, list(range(i, min(i + batch_size, len(dataset)))))
-            for i in range(0, len(dataset), batch_size))
-
-
-def _inputs(batch: Any) -> Any:
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-def _as_outputs(value: Any) -> tuple:
-    if isinstance(value, torch.Tensor):
-        return (value,)
-    if isinstance(value, (tuple, list)) and value:
-        return tuple(value)
-    raise EstimatorError(f"Estimator: the network returns a {type(value).__name__}; it must return a tensor or a "
-                         "tuple of tensors (one per loss)")

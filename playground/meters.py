@@ -16,6 +16,39 @@ import torch
 from playground.errors import UsageError
 
 
+def blob(blobs: dict, name: str) -> Any:
+    """The blob `name`; a dotted name reads into dict blobs ("output.detections": blobs["output"]["detections"]),
+    for networks whose output is a dict. A missing one raises KeyError(name)."""
+    try:
+        return blobs[name]  # a dict subclass may derive it on demand (classification's softmax)
+    except KeyError:
+        if "." not in name:
+            raise
+    value: Any = blobs
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(name)
+        value = value[part]
+    return value
+
+
+def _detached(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return next((t for t in map(_first_tensor, items) if t is not None), None)
+
+
 class Meter:
     """Protocol: reset(); update(blobs) per measured batch; compute() -> float. Subclasses define batch_sums."""
 
@@ -47,7 +80,7 @@ class ComputeLoss(Meter):
     """Mean of the scalar blob `blob_name` (a per-batch mean), weighted by batch size."""
 
     def batch_sums(self, blobs: dict) -> torch.Tensor:
-        loss, n = blobs[self.blob_name].detach().double(), blobs["batch_size"]
+        loss, n = blob(blobs, self.blob_name).detach().double(), blobs["batch_size"]
         return torch.stack((loss * n, loss.new_tensor(n)))
 
 
@@ -63,7 +96,7 @@ class ComputeTopKAccuracy(Meter):
         self.topk = topk
 
     def batch_sums(self, blobs: dict) -> torch.Tensor:
-        scores, labels = blobs[self.blob_name[0]].detach(), blobs[self.blob_name[1]]
+        scores, labels = blob(blobs, self.blob_name[0]).detach(), blob(blobs, self.blob_name[1])
         if self.topk == 1:
             hits = scores.argmax(dim=-1) == labels
         else:
@@ -75,7 +108,8 @@ class ComputeTopKAccuracy(Meter):
 
 class TorchMetric:
     """Any torchmetrics metric, by class name: `type` (e.g. "MulticlassF1Score", "MulticlassAUROC"), built with
-    `params`, updated with the blobs named by blob_name (as positional arguments, e.g. [preds, target]).
+    `params`, updated with the blobs named by blob_name (as positional arguments, e.g. [preds, target]; any
+    structure the metric takes, such as MeanAveragePrecision's lists of box dicts).
 
     Its value needs every sample (F1, AUROC and mAP do not average over batches or ranks), so distributed runs
     call sync(): every rank's states are gathered exactly, through torchmetrics' own sync, and every rank
@@ -108,9 +142,10 @@ class TorchMetric:
 
     @torch.no_grad()
     def update(self, blobs: dict) -> None:
-        args = [blobs[name].detach() for name in self.names]
-        if self.metric.device != args[0].device:
-            self.metric.to(args[0].device)  # its states live where the batches are
+        args = [_detached(blob(blobs, name)) for name in self.names]
+        tensor = _first_tensor(args)
+        if tensor is not None and self.metric.device != tensor.device:
+            self.metric.to(tensor.device)  # its states live where the batches are
         self.metric.update(*args)
         self.updates += 1
 

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 
 class Input(Protocol):
-    """Serves the datasets. Items are (input, label). A dataset may define get_batch(indices) returning a whole
-    batch (faster: no collation), device_transform(inputs), applied to each batch's inputs once on the training
+    """Serves the datasets. Items are (input, label); either may be a tensor or a tuple, list or dict of them. A
+    dataset may define get_batch(indices) returning a whole batch (faster: no collation), collate(items) for
+    labels that do not stack (boxes per image; sequences padded to the batch's longest, with their lengths),
+    device_transform(inputs), applied to each batch's inputs once on the training
     device (work best done batched there, such as uint8 pixels to normalised floats), and set_epoch(epoch),
     called before each epoch, to derive its augmentation from (seed, epoch, index)."""
 
@@ -31,7 +33,10 @@ class Input(Protocol):
 
 class Model(Protocol):
     """`Experiment`: an AnyExp subclass whose forward(inputs, labels) returns a dict of blobs with at least
-    'loss' (a scalar tensor); meters read the other blobs by name (e.g. 'softmax', 'label')."""
+    'loss' (a scalar tensor, the one optimised: with several losses, their weighted sum, each also a blob such
+    as 'loss_box' that a ComputeLoss metric records); meters read the other blobs by name (e.g. 'softmax',
+    'label'; 'output.boxes' reads into a dict blob). In test passes the network is in eval mode: forward then
+    decodes what the test meters read (detections after NMS, greedy-decoded sequences)."""
 
     Experiment: type[AnyExp]
 

@@ -11,7 +11,7 @@ import pytest
 from lab_helpers import run
 from playground import cli
 from playground.errors import OptsError
-from playground.search import load_study, search_folder, space as space_lib, spec as spec_lib
+from playground.search import load_study, run_search, search_folder, space as space_lib, spec as spec_lib
 from playground.search.study import build_sampler, open_storage
 from test_lab import tiny_opts
 
@@ -176,9 +176,22 @@ def test_a_bad_trial_is_pruned_after_a_checkpoint_and_recorded_as_pruned(tmp_pat
     assert (folder / "model_checkpoint_epoch0_iter5.pt").exists() and not (folder / "results.json").exists()
     assert len((folder / "test.csv").read_text().splitlines()) == 2  # one test pass, then it stopped
     assert len((runs_root / good.user_attrs["tag"] / "test.csv").read_text().splitlines()) == 3
-    assert f"[2/2] {bad.user_attrs['tag']} base_learning_rate=0.0: pruned" in result.stdout
+    assert f"trial 1 {bad.user_attrs['tag']} base_learning_rate=0.0: pruned" in result.stdout
     saved = json.loads((runs_root / "_searches" / search_id / "search.json").read_text())
     assert saved["id"] == search_id and saved["search"]["space"] == doc["search"]["space"]
+
+
+def test_the_time_budget_and_another_storage_are_kept_where_load_study_finds_them(tmp_path, runs_root):
+    doc = search_doc(budget={"trials": 5, "time_s": 1e-6})  # spent before the first trial could start
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    search_id = run_search(doc, storage=url, root=str(runs_root))
+    folder = runs_root / "_searches" / search_id
+    assert (folder / "storage.txt").read_text() == url + "\n" and not (folder / "journal.log").exists()
+    saved = json.loads((folder / "search.json").read_text())
+    assert saved["id"] == search_id and saved["opts"] == json.loads(json.dumps(doc["opts"]))
+    assert saved["search"]["storage"] == url and saved["search"]["budget"]["time_s"] == 1e-6
+    study = load_study(search_id, str(runs_root))
+    assert study.trials == [] and study.user_attrs["space"] == doc["search"]["space"]
 
 
 def test_a_search_whose_trials_keep_failing_stops_naming_their_errors(tmp_path, runs_root):
@@ -226,4 +239,4 @@ def test_a_search_file_needs_its_search_section(tmp_path, capsys):
         spec_lib.load(search_doc(budget={"trials": "3"}))
     assert errors_of(capsys, {"opts": tiny_opts()}, tmp_path) == [
         f'{tmp_path / "search.json"}: no "search" beside the "opts"; a search is {{"opts": {{...}}, "search": '
-        '{"space": ..., "objectives": ...}} (see the README\'s "Search")']
+        '{"space": ..., "objectives": ...}} (see the README\'s "Search over opts")']

@@ -76,7 +76,7 @@ def test_the_report_prints_the_table_the_front_and_where_the_pngs_are(pareto_sea
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     frame = ExperimentRepository(str(root)).search(search_id)
-    assert out[0] == f"search {search_id}: 3 trial(s): 3 complete, 0 pruned, 0 fail, 0 running"
+    assert out[0] == f"search {search_id}: 3 trial(s): 3 complete, 0 pruned, 0 fail, 0 running or interrupted"
     assert out[1].split() == ["trial", "state", "tag", "base_learning_rate", "hidden_sizes", "test_accuracy_top1",
                               "params", "wall", "s"]
     for line, row in zip(out[2:5], frame.to_dict("records")):

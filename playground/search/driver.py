@@ -266,7 +266,7 @@ class Driver:
             tag = new_tag()
             self.set_attr(trial_id, "tag", tag)  # before the experiment exists: never lost track of
         folder = os.path.join(local_root(self.root), tag)
-        label = f"[{number + 1}/{self.spec.trials}] {tag} {describe_point(sampled)}"
+        label = self.label(number, tag, sampled)
         info = status.read(folder)
         if info is None:
             from playground import runner
@@ -278,8 +278,8 @@ class Driver:
                 return
             create(opts, self.root, tag=tag, search={"id": self.spec.id, "trial": number, "sampled": sampled})
             info = status.read(folder) or {}
-        elif info.get("search", {}).get("trial") != number:  # made by a sweep's plan, or for an earlier trial
-            with status.held(folder):
+        elif info.get("search", {}).get("trial") != number and status.effective(info) != "running":
+            with status.held(folder):  # made by a sweep's plan, or for a trial that failed before
                 info = status.read(folder) or info
                 info["search"] = {"id": self.spec.id, "trial": number, "sampled": sampled}
                 status.write(folder, info)
@@ -291,6 +291,11 @@ class Driver:
             self.launcher.watch(number, folder, int(info.get("pid") or 0), label)
         else:
             self.launcher.start(number, folder, label)
+
+    def label(self, number: int, tag: str, sampled: dict[str, Any]) -> str:
+        """How the trial is named in what the search prints (a sweep counts its points)."""
+        which = f"[{number + 1}/{self.spec.trials}]" if self.kind == "sweep" else f"trial {number}"
+        return f"{which} {tag} {describe_point(sampled)}"
 
     def experiment_opts(self, sampled: dict[str, Any], number: int) -> dict:
         """The trial's opts: the base with the sampled values, plus ModelStatistics when params or FLOPs are
@@ -317,7 +322,7 @@ class Driver:
 
         tag, sampled = self.running.pop(number)
         folder = os.path.join(local_root(self.root), tag)
-        label = f"[{number + 1}/{self.spec.trials}] {tag} {describe_point(sampled)}"
+        label = self.label(number, tag, sampled)
         info = status.read(folder) or {}
         current = status.effective(info)
         trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)

@@ -199,7 +199,8 @@ def report_text(search_id: str, root: str | None = None, storage: str | None = N
     folder = search_folder(search_id, root or runs_root())
     counts = frame["state"].str.lower().value_counts()
     lines = [f"search {search_id}: {len(frame)} trial(s): "
-             + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "pruned", "fail", "running"))
+             + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "pruned", "fail"))
+             + f", {counts.get('running', 0)} running or interrupted"
              + (f"; {ended_by}" if ended_by else ""), table_text(frame)]
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         if error := trial.user_attrs.get("error"):

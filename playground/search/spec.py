@@ -77,7 +77,7 @@ def read(source: str | dict) -> tuple[dict, Any]:
         shown = "the document" if isinstance(source, dict) else "--parameters-json" if source.lstrip().startswith(
             "{") else source
         raise UsageError(f'{shown}: no "search" beside the "opts"; a search is {{"opts": {{...}}, "search": '
-                         '{"space": ..., "objectives": ...}} (see the README\'s "Search")')
+                         '{"space": ..., "objectives": ...}} (see the README\'s "Search over opts")')
     return opts, found["search"]
 
 
@@ -95,7 +95,8 @@ def check(base: dict, search: Any, storage: str | None = None) -> tuple[SearchSp
     from playground import runner
 
     if not isinstance(search, dict):
-        return None, ['search: expected an object with "space" and "objectives" (see the README\'s "Search")']
+        return None, ['search: expected an object with "space" and "objectives" (see the README\'s "Search over '
+                      'opts")']
     problems = [f"search.{k}: unknown field" + (f"; did you mean {close[0]!r}?" if (close := difflib.get_close_matches(
                 k, FIELDS, n=1, cutoff=0.6)) else f"; a search has {', '.join(FIELDS)}")
                 for k in search if k not in FIELDS]
