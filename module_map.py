@@ -61,6 +61,7 @@ MODULE_MAP: dict[str, dict[str, str]] = {
     },
     "override": {
         "override_no_test_model_no_checkpoint": "playground.builtins.override_no_test_model_no_checkpoint",
+        "override_test_only": "playground.builtins.override_test_only",
     },
     "output": {
         "output_generator": "playground.builtins.output_generator",

@@ -29,7 +29,7 @@ FINISHED = "complete"
 LOCK_FILE = ".lock"
 _FIELDS = {**dict.fromkeys(("tag", "status", "error", "created", "started", "ended", "host", "pid_start", "folder",
                              "store"), str), "pid": int, "attempt": int, "attempts": list, "sweep": dict,
-           "search": dict}
+           "search": dict, "pipeline": dict}
 _KINDS = {str: "text", int: "a whole number", list: "a list", dict: "a JSON object"}
 
 

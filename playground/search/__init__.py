@@ -38,23 +38,10 @@ def search_folder(search_id: str, root: str | None = None) -> str:
 
 def load_study(search_id: str, root: str | None = None, storage: str | None = None) -> Any:
     """The optuna.Study of search `search_id`, from `storage` or the one its folder records."""
-    import os
-
-    import optuna
-
-    from playground.errors import NotFound
+    from playground.lab.tags import runs_root
     from playground.search import study
 
-    folder = search_folder(search_id, root)
-    url = study.storage_of(folder, storage)
-    if "://" not in url and not os.path.exists(url):
-        raise NotFound(f"no search {search_id} in {os.path.dirname(folder)} (no {url}); `playground search` prints "
-                       "the id of each search it runs")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=search_id, storage=study.open_storage(url))
-    except KeyError:
-        raise NotFound(f"{url} holds no study named {search_id}") from None
+    return study.load_study(search_id, root or runs_root(), storage)
 
 
 __all__ = ["load_study", "run_search", "search_folder"]

@@ -26,6 +26,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
                         "<runs root>/_searches/<id>/journal.log)")
     search.add_argument("--dry-run", action="store_true", help="check the search and a few points of its space "
                         "through the ordinary opts checks, print them, and exit without creating anything")
+    from playground.search import report
+
+    report.add_parser(search)  # `playground search report ID`
     return search
 
 
@@ -35,6 +38,10 @@ def command(args: argparse.Namespace) -> int:
     from playground.search.spec import load
     from playground.search.study import search_folder
 
+    if args.search_command == "report":
+        from playground.search import report
+
+        return report.command(args)
     if not args.parameters_json:
         raise UsageError("playground search: give --parameters-json FILE holding {\"opts\": ..., \"search\": ...} "
                          "(see playground search --help)")
@@ -74,23 +81,7 @@ def describe(spec: Any) -> str:
 
 
 def print_summary(search_id: str, root: str, ended_by: str = "") -> None:
-    """The search in a few lines: trials by state, and the best trial (one objective) or the Pareto front."""
-    from playground.lab.launcher import describe_point
-    from playground.search import load_study
+    """The search's report (playground.search.report): its trials, the best trial or the Pareto front, the PNGs."""
+    from playground.search import report
 
-    study = load_study(search_id, root)
-    states: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        state = "running or interrupted" if trial.state.name == "RUNNING" else trial.state.name.lower()
-        states[state] = states.get(state, 0) + 1
-    names = [o["metric"] for o in study.user_attrs.get("objectives", [])]
-    print(f"search {search_id}: " + (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials")
-          + (f"; {ended_by}" if ended_by else ""))
-    try:
-        best = study.best_trials
-    except (ValueError, RuntimeError):
-        best = []
-    for trial in sorted(best, key=lambda t: t.number)[:10]:
-        scores = " ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values or []))
-        print(f"  {'best' if len(names) == 1 else 'pareto'}: trial {trial.number} {trial.user_attrs.get('tag', '')} "
-              f"{scores} with {describe_point(trial.user_attrs.get('sampled', {}))}")
+    report.print_summary(search_id, root, ended_by)

@@ -21,7 +21,7 @@ import random
 import time
 from typing import Any
 
-from playground.errors import UsageError
+from playground.errors import NotFound, UsageError
 from playground.lab.tags import local_root
 
 SAMPLERS = {
@@ -63,6 +63,23 @@ def storage_of(folder: str, storage: str | None = None) -> str:
         with open(named, encoding="utf-8") as f:
             return f.read().strip()
     return os.path.abspath(os.path.join(folder, "journal.log"))
+
+
+def load_study(search_id: str, root: str, storage: str | None = None) -> Any:
+    """The optuna.Study of search `search_id` under runs root `root`, from `storage` or the one its folder records
+    (playground.search.load_study; here, so that the lab can read a study without importing the driver)."""
+    import optuna
+
+    folder = search_folder(search_id, root)
+    url = storage_of(folder, storage)
+    if "://" not in url and not os.path.exists(url):
+        raise NotFound(f"no search {search_id} in {os.path.dirname(folder)} (no {url}); `playground search` prints "
+                       "the id of each search it runs")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=search_id, storage=open_storage(url))
+    except KeyError:
+        raise NotFound(f"{url} holds no study named {search_id}") from None
 
 
 def _class(kind: str, table: dict[str, str], name: Any, where: str) -> tuple[type | None, list[str]]:
