@@ -91,6 +91,8 @@ def _per_sample_shape(inputs: Any) -> Any:
 
 def _record_shape(shapes: dict[str, list], name: str) -> Any:
     def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, tuple) and output:  # a recurrent layer's (outputs, final state)
+            output = output[0]
         if isinstance(output, torch.Tensor):
             shapes[name] = list(output.shape[1:])
     return hook
