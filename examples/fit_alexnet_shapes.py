@@ -1,7 +1,7 @@
 """The AlexNet-style CNN on the shapes dataset through Estimator.fit: the network, data and recipe of
 examples/alexnet_shapes.json, written in Python.
 
-    python examples/fit_alexnet_shapes.py [--epochs 5] [--train 12000] [--test 1000] [--folder DIR]
+    python examples/fit_alexnet_shapes.py [--epochs 6] [--train 12000] [--test 1000] [--folder DIR]
 """
 import argparse
 
@@ -14,7 +14,7 @@ from zoo.classification.predictions_png import PredictionsPng
 from zoo.classification.shapes_input import make
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-for flag, default in (("--epochs", 5), ("--train", 12000), ("--test", 1000)):
+for flag, default in (("--epochs", 6), ("--train", 12000), ("--test", 1000)):
     parser.add_argument(flag, type=int, default=default)
 parser.add_argument("--folder", default="", help="the run folder (default: a new one under $PLAYGROUND_RUNS or ./runs)")
 args = parser.parse_args()

@@ -11,6 +11,8 @@ import sys
 import torch
 
 from conftest import ROOT, playground
+from playground import runner
+from playground.opts import load_opts
 from zoo.tabular import tabular_data
 
 
@@ -48,6 +50,19 @@ def test_the_estimator_route_reports_the_optimum_as_val_metrics(tmp_path):
     assert {"val_accuracy", "val_auroc", "val_bayes_accuracy", "val_bayes_auroc"} <= set(results["final"])
     losses = results["metrics"]["train_loss"]["values"]
     assert losses[-1] < losses[0] and (folder / "roc.png").exists()
+
+
+def test_the_optimum_is_measured_on_the_test_samples_the_meters_read(tmp_path):
+    opts = load_opts(str(ROOT / "examples" / "logistic_regression.json"))
+    opts["input"].update(num_train_rows=1024, num_test_rows=1000)
+    opts["epoch_iter"].update(num_train_sample_per_epoch=1024, num_epochs=1, num_test_iter=2)  # 512 test samples
+    opts["output"].update(checkpoint_folder=str(tmp_path / "run"), progress_bar=False, plots=[])
+    opts, components = runner.prepare(opts)
+    (tmp_path / "run").mkdir()
+    final = runner.run(opts, components, str(tmp_path / "run"))["final"]
+    _, test = tabular_data.splits(1024, 1000, seed=1)
+    logits, labels = test.optimum_logits[:512], test.tensors[1][:512]
+    assert final["test_bayes_accuracy"] == ((logits > 0).float() == labels).float().mean().item()
 
 
 def test_the_data_is_a_function_of_the_seed_and_splits_share_no_sample():

@@ -13,8 +13,10 @@ One subpackage per task; inside, one module per component, named for what it is 
     zoo/<task>/<net>.py        the network, a plain torch.nn.Module (what Estimator.fit is given)
     zoo/<task>/<net>_forward.py  the forward_pass slot (build_network from the opts)
     zoo/<task>/<task>_model.py   the model slot: Experiment(AnyExp), forward computing the losses (and, in eval
-                               mode, decoding)
+                               mode, decoding); tasks whose loss is one torch.nn loss of the network's output use
+                               the built-in classification_model (model_param.loss) instead
     zoo/<task>/<what>_png.py   a handler drawing one fixed test batch as a PNG into the run folder
+    zoo/fixed_batch.py         what those handlers share: the first test samples through the network, saving PNGs
 
 module_map.py lists every component under its slot, a comment line per task.
 """

@@ -34,6 +34,8 @@ class BayesOptimal(EventHandler):
             raise ValueError(f"the test set ({type(dataset).__name__}) has no optimum_logits: BayesOptimal needs "
                              "the generated data of zoo.tabular.tabular_data")
         num = min(exp.info.num_test_sample or len(dataset), len(dataset))
+        if exp.info.num_test_iter:  # the test pass reads only its first batches
+            num = min(num, exp.info.num_test_iter * (exp.total_batch_size // exp.info.accumulate_grad_batches))
         features, labels = dataset.tensors[0][:num], dataset.tensors[1][:num]
         return features, labels, dataset.optimum_logits[:num]
 
