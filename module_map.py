@@ -11,43 +11,32 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "synthetic_input": "playground.builtins.synthetic_input",
         "gfs_IN1k": "resnetdemo.lmdb_input",
         "lmdb_input": "resnetdemo.lmdb_input",
-        # zoo: object detection
-        "shape_scenes_input": "zoo.detection.shape_scenes_input",
-        # zoo: sequence-to-sequence, dates with attention
-        "dates_input": "zoo.seq2seq.dates_input",
-        # the model zoo: image classification
+        # the model zoo (zoo/<task>/)
         "shapes_images": "zoo.classification.shapes_input",
-        # the model zoo: logistic regression
         "tabular_rows": "zoo.tabular.tabular_input",
-        # the model zoo: text classification
         "sentiment_sentences": "zoo.text.text_input",
-        # the model zoo: semantic segmentation
+        "shape_scenes_input": "zoo.detection.shape_scenes_input",
         "shape_masks_input": "zoo.segmentation.shape_masks_input",
+        "dates_input": "zoo.seq2seq.dates_input",
     },
     "model": {
         "classification_model": "playground.builtins.classification_model",
         "IN1k_resnet": "resnetdemo.IN1k_resnet",
-        # zoo: object detection
+        # the model zoo (zoo/<task>/)
         "detection_model": "zoo.detection.detection_model",
-        # zoo: sequence-to-sequence, dates with attention
         "seq2seq_model": "zoo.seq2seq.seq2seq_model",
     },
     "forward_pass": {
         "mlp_forward": "playground.builtins.mlp_forward",
         "explicit_resnet_forward": "resnetdemo.explicit_resnet_forward",
         "caffe2_resnet50_default_forward": "resnetdemo.caffe2_resnet50_default_forward",
-        # zoo: object detection
-        "ssd_forward": "zoo.detection.ssd_forward",
-        # zoo: sequence-to-sequence, dates with attention
-        "seq2seq_forward": "zoo.seq2seq.seq2seq_forward",
-        # the model zoo: image classification
+        # the model zoo (zoo/<task>/)
         "alexnet_style_forward": "zoo.classification.alexnet_style_forward",
-        # the model zoo: logistic regression
         "logistic_regression_forward": "zoo.tabular.logistic_regression_forward",
-        # the model zoo: text classification
         "text_classifier_forward": "zoo.text.text_classifier_forward",
-        # the model zoo: semantic segmentation
+        "ssd_forward": "zoo.detection.ssd_forward",
         "fcn_forward": "zoo.segmentation.fcn_forward",
+        "seq2seq_forward": "zoo.seq2seq.seq2seq_forward",
     },
     "parameter_update": {  # model.parameter_update_py, or model.optimizer_py
         "sgd_param_update": "playground.builtins.sgd_param_update",
@@ -73,14 +62,12 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "ComputeLoss": "playground.meters.ComputeLoss",
         "ComputeTopKAccuracy": "playground.meters.ComputeTopKAccuracy",
         "TorchMetric": "playground.meters.TorchMetric",
-        # zoo: object detection
+        # the model zoo (zoo/<task>/)
         "DetectionMAP": "zoo.detection.coco_map.DetectionMAP",
-        # zoo: sequence-to-sequence, dates with attention
-        "SequenceExactMatch": "zoo.seq2seq.sequence_meters.SequenceExactMatch",
-        "TokenAccuracy": "zoo.seq2seq.sequence_meters.TokenAccuracy",
-        # model zoo: segmentation
         "MeanIoU": "zoo.segmentation.confusion_meters.MeanIoU",
         "PixelAccuracy": "zoo.segmentation.confusion_meters.PixelAccuracy",
+        "SequenceExactMatch": "zoo.seq2seq.sequence_meters.SequenceExactMatch",
+        "TokenAccuracy": "zoo.seq2seq.sequence_meters.TokenAccuracy",
     },
     "handler": {
         "BestCheckpoint": "playground.handlers.BestCheckpoint",
@@ -97,17 +84,12 @@ MODULE_MAP: dict[str, dict[str, str]] = {
         "Recorder": "playground.lab.Recorder",
         "TerminateOnNaN": "playground.handlers.TerminateOnNaN",
         "WandbLogger": "playground.handlers.WandbLogger",
-        # zoo: object detection
-        "DrawDetections": "zoo.detection.detections_png.DrawDetections",
-        # zoo: sequence-to-sequence, dates with attention
-        "AttentionHeatmap": "zoo.seq2seq.attention_png.AttentionHeatmap",
-        # the model zoo: image classification
+        # the model zoo (zoo/<task>/)
         "PredictionsPng": "zoo.classification.predictions_png.PredictionsPng",
-        # the model zoo: logistic regression
         "BayesOptimal": "zoo.tabular.bayes_optimal.BayesOptimal",
-        # the model zoo: text classification
         "TokenSaliencyPng": "zoo.text.saliency_png.TokenSaliencyPng",
-        # the model zoo: semantic segmentation
+        "DrawDetections": "zoo.detection.detections_png.DrawDetections",
         "SegmentationOverlay": "zoo.segmentation.overlay_png.SegmentationOverlay",
+        "AttentionHeatmap": "zoo.seq2seq.attention_png.AttentionHeatmap",
     },
 }
