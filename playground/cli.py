@@ -1,5 +1,5 @@
-"""The `playground` command: run, runs, sweep, and the commands plugins register (make-lmdb). Logging is configured
-here, once; errors become one-line messages.
+"""The `playground` command: run, runs, sweep, search, pipeline, and the commands plugins register (make-lmdb).
+Logging is configured here, once; errors become one-line messages.
 
 A package adds a command through the `playground.commands` entry-point group, e.g. in its pyproject.toml
 `[project.entry-points."playground.commands"] make-lmdb = "resnetdemo.make_lmdb:main"`: `main(argv) -> int` gets
@@ -21,7 +21,7 @@ import sys
 from playground.errors import PlaygroundError, UsageError
 
 log = logging.getLogger("playground")
-BUILT_IN_COMMANDS = ("run", "runs", "sweep", "schema")
+BUILT_IN_COMMANDS = ("run", "runs", "sweep", "search", "pipeline", "schema")
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab_commands.add_parsers(commands)  # runs, sweep
     slurm.add_arguments(commands.choices["sweep"])
+    from playground.search import command as search_command
+
+    search_command.add_parser(commands)
+    from playground.search import pipeline
+
+    pipeline.add_parser(commands)
     for name, plugin in plugin_commands().items():
         commands.add_parser(name, add_help=False, help=f"from {plugin.module} ({name} --help)")
     return parser
@@ -155,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             from playground.lab import commands as lab_commands
 
             return lab_commands.main(args)
+        if args.command == "search":
+            from playground.search import command as search_command
+
+            return search_command.command(args)
+        if args.command == "pipeline":
+            from playground.search import pipeline
+
+            return pipeline.command(args)
         return command_run(args)
     except PlaygroundError as e:
         if e.exit_code == 0:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from playground import batch_buffers
+
 
 def epoch_order(num_items: int, num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     """`num_samples` dataset indices for `epoch`: permutations of the dataset, concatenated as needed."""
@@ -45,7 +47,7 @@ def test_batch_indices(num_samples: int, total_batch: int, rank: int, per_rank: 
 def batch_tensors(*specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Tensor]:
     """Uninitialised tensors of the given (shape, dtype)s for a batch to be written into, carved from one
     allocation. Inside a DataLoader worker it is shared memory, so handing the batch to the training process
-    copies nothing and passes one segment, not one per tensor (each costs more than a small batch's pixels).
+    copies nothing and passes one segment, not one per tensor, which `batches` reuses (batch_buffers).
     Elsewhere numpy allocates it: numpy asks the kernel for huge pages, and a fresh batch of 224 px images then
     costs a tenth of torch.empty's page faults, which otherwise take longer than filling it."""
     offsets, size = [], 0
@@ -55,7 +57,7 @@ def batch_tensors(*specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Ten
     if torch.utils.data.get_worker_info() is None:
         storage = torch.from_numpy(np.empty(size, np.uint8)).untyped_storage()
     else:
-        storage = torch.UntypedStorage._new_shared(size)  # what default_collate calls, for the same reason
+        storage = batch_buffers.take(size)
     return [torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
             for (shape, dtype), offset in zip(specs, offsets)]
 
@@ -122,16 +124,20 @@ def fetch(dataset: Dataset, indices: list[int]) -> Any:
 
 
 class BatchDataset(Dataset):
-    """Batch b of `index_lists` as one item, so DataLoader workers fetch and collate whole batches."""
+    """Batch b of `index_lists` as one item, so DataLoader workers fetch and collate whole batches, written into
+    `buffers` when given."""
 
-    def __init__(self, dataset: Dataset, index_lists: list[list[int]]):
-        self.dataset, self.index_lists = dataset, index_lists
+    def __init__(self, dataset: Dataset, index_lists: list[list[int]],
+                 buffers: batch_buffers.BatchBuffers | None = None):
+        self.dataset, self.index_lists, self.buffers = dataset, index_lists, buffers
 
     def __len__(self) -> int:
         return len(self.index_lists)
 
     def __getitem__(self, b: int) -> Any:
-        return fetch(self.dataset, self.index_lists[b])
+        if self.buffers is None or torch.utils.data.get_worker_info() is None:
+            return fetch(self.dataset, self.index_lists[b])
+        return self.buffers.fill(fetch, self.dataset, self.index_lists[b])
 
 
 def batches(dataset: Dataset, index_lists: list[list[int]], workers: int, seed: int, pin_memory: bool) -> Iterator:
@@ -140,8 +146,9 @@ def batches(dataset: Dataset, index_lists: list[list[int]], workers: int, seed: 
         return (fetch(dataset, indices) for indices in index_lists)
     # A private generator: creating the loader must not draw from the global RNG (exact resume).
     # collate_fn: batches come whole from fetch; torch's default would turn tuples into lists.
-    loader = DataLoader(BatchDataset(dataset, index_lists), batch_size=None, num_workers=workers,
-                        collate_fn=_as_is, pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(BatchDataset(dataset, index_lists, batch_buffers.BatchBuffers(workers)), batch_size=None,
+                        num_workers=workers, collate_fn=_as_is, pin_memory=pin_memory,
+                        generator=torch.Generator().manual_seed(seed))
     return iter(loader)
 
 

@@ -2,6 +2,7 @@
 book records for the attempt. Each message is one line naming the key or file at fault and the fix.
 
     exit 0   AlreadyComplete      outcome complete     nothing to do: the experiment is finished and immutable
+    exit 0   Pruned               outcome pruned       a search's pruner stopped the trial early, after a checkpoint
     exit 1   PlaygroundError      outcome failed       a failure while running (CheckpointError, DataError, ...)
     exit 2   UsageError           outcome failed       bad opts, usage or input file: change what was asked for
     exit 143 Stopped              outcome interrupted  a signal stopped the run after a checkpoint; re-run resumes
@@ -107,6 +108,17 @@ class Stopped(PlaygroundError):
 
     exit_code = 143
     outcome = INTERRUPTED
+
+
+class Pruned(PlaygroundError):
+    """A search's pruner stopped the trial early, after a checkpoint: an expected end (exit 0), recorded `pruned`."""
+
+    exit_code = 0
+    outcome = PRUNED
+
+
+class SearchFailed(PlaygroundError):
+    """Trials of a search failed as often as search.budget.max_failures allows: a bug to show, not to hide."""
 
 
 def outcome_of(error: BaseException | None) -> str:

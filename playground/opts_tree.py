@@ -121,18 +121,19 @@ def _yaml_loader() -> type:
     return CoreSchemaLoader
 
 
-def load_opts(arg: str) -> dict:
+def load_opts(arg: str, beside: dict | None = None) -> dict:
     """The opts tree from `--parameters-json`/`--opts`: inline JSON or a .json/.yaml/.yml file, `{"opts": {...}}`
-    or bare, with the files its top-level "base" names merged under it."""
+    or bare, with the files its top-level "base" names merged under it. With `beside`, the top-level sections next
+    to "opts" (a search's "search") are moved there."""
     if arg.lstrip().startswith("{"):
-        return _with_bases(parse_json(arg, "--parameters-json"), "--parameters-json", "", ())
+        return _with_bases(parse_json(arg, "--parameters-json"), "--parameters-json", "", (), beside)
     if not os.path.isfile(arg):
         raise UsageError(f"--parameters-json {arg!r} is neither inline JSON nor an existing .json file, .yaml or "
                          ".yml file")
-    return _load_file(arg, ())
+    return _load_file(arg, (), beside)
 
 
-def _load_file(path: str, chain: tuple[tuple[str, str], ...]) -> dict:
+def _load_file(path: str, chain: tuple[tuple[str, str], ...], beside: dict | None = None) -> dict:
     """The tree in one opts file; `chain` holds the (real path, shown path) of the files that named it as a base."""
     real = os.path.realpath(path)
     if real in [seen for seen, _ in chain]:
@@ -145,16 +146,19 @@ def _load_file(path: str, chain: tuple[tuple[str, str], ...]) -> dict:
     except UnicodeDecodeError as e:
         raise UsageError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     tree = parse_yaml(text, path) if path.lower().endswith((".yaml", ".yml")) else parse_json(text, path)
-    return _with_bases(tree, path, os.path.dirname(path), (*chain, (real, path)))
+    return _with_bases(tree, path, os.path.dirname(path), (*chain, (real, path)), beside)
 
 
-def _with_bases(tree: Any, source: str, folder: str, chain: tuple[tuple[str, str], ...]) -> dict:
+def _with_bases(tree: Any, source: str, folder: str, chain: tuple[tuple[str, str], ...],
+                beside: dict | None = None) -> dict:
     """`tree` unwrapped from `{"opts": ...}`, merged over the files its top-level "base" names (in order; paths
-    relative to `folder`)."""
+    relative to `folder`); the other sections next to "opts" go to `beside` when given."""
     if not isinstance(tree, dict):
         raise UsageError(f"{source}: expected an object holding the opts, got {type(tree).__name__}")
     bases = tree.pop("base", [])
     tree.pop("$schema", None)  # an editor's pointer to playground.schema.json, not an opt
+    if beside is not None and isinstance(tree.get("opts"), dict):
+        beside.update((key, tree.pop(key)) for key in [k for k in tree if k != "opts"])
     bases = [bases] if isinstance(bases, str) else bases
     if not isinstance(bases, list) or not all(isinstance(base, str) and base for base in bases):
         raise UsageError(f'{source}: "base" must be a file name or a list of them (paths relative to {source})')

@@ -18,16 +18,16 @@ Version 1 differed only in the header: `struct "<iII"` = (label, CRC-32 of the i
 It is still read, with a warning, since its labels are unprotected.
 """
 
+import contextlib
 import json
 import logging
 import os
 import struct
-import zlib
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable, Iterator
 
-from resnetdemo.vision import cv2, lmdb
+from resnetdemo.vision import crc32, cv2, lmdb
 import numpy as np
 
 from playground.errors import DataError, UsageError
@@ -60,11 +60,12 @@ def record_key(index: int) -> bytes:
 def pack_record(image: bytes, label: int) -> bytes:
     """The stored value for one image: header then the encoded image bytes."""
     checked_header = _CHECKED_HEADER.pack(label, len(image))
-    return struct.pack("<I", zlib.crc32(image, zlib.crc32(checked_header))) + checked_header + image
+    return struct.pack("<I", crc32(image, crc32(checked_header))) + checked_header + image
 
 
-def unpack_record(value: bytes, format_version: int = FORMAT_VERSION) -> tuple[bytes, int]:
-    """(image bytes, label) from a value stored in format `format_version`; RecordError if it is damaged."""
+def unpack_record(value: bytes | memoryview, format_version: int = FORMAT_VERSION) -> tuple[bytes | memoryview, int]:
+    """(image bytes, label) from a value stored in format `format_version`, the image a slice of `value`;
+    RecordError if it is damaged."""
     if len(value) < RECORD_HEADER.size:
         raise RecordError(f"record is {len(value)} bytes, shorter than its header")
     image = value[RECORD_HEADER.size:]
@@ -74,7 +75,7 @@ def unpack_record(value: bytes, format_version: int = FORMAT_VERSION) -> tuple[b
     else:
         crc, label, length = RECORD_HEADER.unpack_from(value)
         checked, what = memoryview(value)[4:], "label or image bytes fail"
-    if zlib.crc32(checked) != crc:
+    if crc32(checked) != crc:
         raise RecordError(f"{what} their CRC-32 check (damaged on disk?)")
     if len(image) != length:
         raise RecordError(f"image is {len(image)} bytes, header says {length}")
@@ -188,22 +189,41 @@ class LmdbReader:
     def read(self, index: int) -> tuple[bytes, int]:
         """(encoded image bytes, label) of record `index`, checksum and label range verified; RecordError if the
         record is damaged, DataError if LMDB itself cannot read the file."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"record {index} is outside [0, {len(self)}) in {self.path}")
+        with self.reading() as read:
+            image, label = read(index)
+            return bytes(image), label
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Callable[[int], tuple[memoryview, int]]]:
+        """`read` for many records (a batch) in one transaction, without copying them: the image bytes it returns
+        are views of the database file, valid until the block ends."""
         try:
-            with _environment(self.path, self._file_id).begin() as txn:
-                value = txn.get(record_key(index))
+            txn = _environment(self.path, self._file_id).begin(buffers=True)
         except lmdb.Error as exc:
-            raise _unreadable(self.path, f"record {index}", exc) from exc
+            raise _unreadable(self.path, "a transaction", exc) from exc
+        count, version, num_classes, get = len(self), self.format_version, self.num_classes, txn.get
+
+        def read(index: int) -> tuple[memoryview, int]:
+            if not 0 <= index < count:
+                raise IndexError(f"record {index} is outside [0, {count}) in {self.path}")
+            try:
+                value = get(record_key(index))
+            except lmdb.Error as exc:
+                raise _unreadable(self.path, f"record {index}", exc) from exc
+            try:
+                if value is None:
+                    raise RecordError("it is missing")
+                image, label = unpack_record(value, version)
+                if not 0 <= label < num_classes:  # caught here, not as an IndexError in the loss later
+                    raise RecordError(f"label {label} is outside the dataset's classes [0, {num_classes})")
+                return image, label
+            except RecordError as exc:
+                raise RecordError(f"{self.path} record {index}: {exc}") from None
+
         try:
-            if value is None:
-                raise RecordError("it is missing")
-            image, label = unpack_record(value, self.format_version)
-            if not 0 <= label < self.num_classes:  # caught here, not as an IndexError in the loss later
-                raise RecordError(f"label {label} is outside the dataset's classes [0, {self.num_classes})")
-            return image, label
-        except RecordError as exc:
-            raise RecordError(f"{self.path} record {index}: {exc}") from None
+            yield read
+        finally:
+            txn.abort()
 
 
 # This process's read-only environments, keyed by data.mdb's (device, inode): LMDB allows one environment per

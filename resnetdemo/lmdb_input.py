@@ -10,7 +10,7 @@ import logging
 import math
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from resnetdemo.vision import cv2
@@ -21,8 +21,8 @@ from playground import data
 from playground.errors import DataError, UsageError
 from playground.opts import OPTIONAL, REQUIRED, Opt
 from resnetdemo.lmdb_format import LmdbReader, RecordError
-from resnetdemo.transforms import (IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform, apply_colour,
-                                   counter_uniforms)
+from resnetdemo.transforms import (CROP_DRAWS, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, TestTransform, TrainTransform,
+                                   apply_colour, counter_uniforms)
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +107,13 @@ class LmdbImageDataset(torch.utils.data.Dataset):
         pixels, colour, labels = data.batch_tensors(((len(indices), size, size, 3), torch.uint8),
                                                     ((len(indices), 3, 4), torch.float32),
                                                     ((len(indices),), torch.int64))
-        draws = counter_uniforms(data.mix_seeds(self.seed, self._epoch.value), indices)
-        label_list = []
-        for index, out, row in zip(indices, pixels.numpy(), draws.tolist()):
-            image, label = self._decode_or_substitute(index)
-            self.transform.crop(image, row, out)
-            label_list.append(label)
-        labels.numpy()[...] = label_list
+        draws = counter_uniforms(data.mix_seeds(self.seed, self._epoch.value), indices, self.transform.num_draws)
+        label_array = labels.numpy()
+        # Each image is cropped as soon as it is decoded, while it is still in the cache.
+        with self.reader.reading() as read:
+            for n, (index, row, out) in enumerate(zip(indices, draws[:, :CROP_DRAWS].tolist(), pixels.numpy())):
+                image, label_array[n] = self._decode_or_substitute(read, index)
+                self.transform.crop(image, row, out)
         colour.numpy()[...] = self.transform.colour(pixels.numpy(), draws)
         return (pixels, colour), labels
 
@@ -127,18 +127,23 @@ class LmdbImageDataset(torch.utils.data.Dataset):
             cv2.setNumThreads(0)  # OpenCV's own threads would fight the other DataLoader workers for cores
         self._configured_pid = os.getpid()
 
-    def _decode_or_substitute(self, index: int) -> tuple[np.ndarray, int]:
+    def _decode_or_substitute(self, read: Callable[[int], tuple[memoryview, int]],
+                              index: int) -> tuple[np.ndarray, int]:
         """Record `index` decoded, or the next record that decodes if it is damaged."""
+        try:
+            return self._decode(read, index)
+        except RecordError:
+            pass  # the loop below records the damage, once
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             try:
-                return self._decode(candidate)
+                return self._decode(read, candidate)
             except RecordError as exc:
                 self._record_damage(candidate, exc)
         raise DataError(f"{self.reader.path}: no record can be decoded; rebuild it with playground make-lmdb")
 
-    def _decode(self, index: int) -> tuple[np.ndarray, int]:
-        encoded, label = self.reader.read(index)
+    def _decode(self, read: Callable[[int], tuple[bytes | memoryview, int]], index: int) -> tuple[np.ndarray, int]:
+        encoded, label = read(index)
         try:
             image = cv2.imdecode(np.frombuffer(encoded, np.uint8), self.decode_flags)
         except cv2.error as exc:

@@ -59,6 +59,13 @@ def _shape_mask(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     radius = rng.uniform(0.18, 0.42) * size
     center = rng.uniform(radius, size - radius, size=2)
     angle = rng.uniform(0, 2 * np.pi)
+    return shape_mask_and_box(label, size, radius, center, angle, rng)[0]
+
+
+def shape_mask_and_box(label: int, size: int, radius: float, center: np.ndarray, angle: float,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(anti-aliased coverage in [0, 1] as HxWx1 float32, its box [x0, y0, x1, y1] in pixels, clipped to the
+    image) of one shape of class `label` at `center`, `radius` and `angle`: what a scene of several draws."""
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     outer, hole = _outlines(label, rng)
     mask = np.zeros((size, size), np.uint8)
@@ -66,10 +73,22 @@ def _shape_mask(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
         if polygon is not None:
             pixels = (polygon @ rotation.T * radius + center) * (1 << _SUBPIXEL_BITS)
             cv2.fillPoly(mask, [np.round(pixels).astype(np.int32)], value, cv2.LINE_AA, _SUBPIXEL_BITS)
-    return (mask.astype(np.float32) / 255)[:, :, None]
+    corners = outer @ rotation.T * radius + center + 0.5  # pixel i covers [i, i + 1]
+    # cv2's anti-aliased fill covers about half a pixel more on each side: the box bounds what shows
+    box = np.clip(np.concatenate([corners.min(axis=0) - 0.5, corners.max(axis=0) + 0.5]), 0, size)
+    return (mask.astype(np.float32) / 255)[:, :, None], box.astype(np.float32)
 
 
-def _contrasting_color(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def gradient_background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random colour with a vertical or horizontal ramp, as 1xSx3 or Sx1x3 float64 (broadcasts to SxSx3)."""
+    background = rng.uniform(0, 255, size=3)
+    ramp = np.linspace(-1, 1, size)
+    ramp = ramp[:, None, None] if rng.random() < 0.5 else ramp[None, :, None]  # vertical or horizontal
+    return background + ramp * rng.uniform(-40, 40, size=3)
+
+
+def contrasting_color(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random BGR colour far enough from the mean `background` colour to be seen."""
     while True:
         color = rng.uniform(0, 255, size=3)
         if np.abs(color - background).mean() >= _MIN_COLOR_DISTANCE:
@@ -80,11 +99,8 @@ def render_shape(seed: int, index: int, size: int = 64) -> tuple[np.ndarray, int
     """(HWC BGR uint8 image, label) of record `index` of the shapes dataset drawn with `seed`."""
     rng = np.random.default_rng([seed, index])
     label = index % NUM_CLASSES
-    background = rng.uniform(0, 255, size=3)
-    ramp = np.linspace(-1, 1, size)
-    ramp = ramp[:, None, None] if rng.random() < 0.5 else ramp[None, :, None]  # vertical or horizontal
-    background = background + ramp * rng.uniform(-40, 40, size=3)
-    color = _contrasting_color(background.mean(axis=(0, 1)), rng)
+    background = gradient_background(size, rng)
+    color = contrasting_color(background.mean(axis=(0, 1)), rng)
     mask = _shape_mask(label, size, rng)
     image = background * (1 - mask) + color * mask
     image += rng.normal(0, rng.uniform(4, 24), size=image.shape)

@@ -41,21 +41,27 @@ _LOG_RATIO_LOW, _LOG_RATIO_HIGH = math.log(3 / 4), math.log(4 / 3)
 # mirror, 4 for colour jitter, 4 for lighting noise.
 _CROP, _MIRROR, _JITTER, _LIGHTING = slice(0, 40), 40, slice(41, 45), slice(45, 49)
 NUM_DRAWS = 49
+CROP_DRAWS = _MIRROR + 1  # the ones `crop` reads
 _U64 = np.uint64
 
 
 def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function: a bijective mix of 64-bit integers (uint64 arithmetic wraps)."""
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
+    """SplitMix64's output function: a bijective mix of 64-bit integers (uint64 arithmetic wraps), in place."""
+    z ^= z >> _U64(30)
+    z *= _U64(0xBF58476D1CE4E5B9)
+    z ^= z >> _U64(27)
+    z *= _U64(0x94D049BB133111EB)
+    z ^= z >> _U64(31)
+    return z
 
 
 def counter_uniforms(key: int, indices: Sequence[int], count: int = NUM_DRAWS) -> np.ndarray:
     """(len(indices), count) float64 uniforms in [0, 1): row r is a function of (key, indices[r]) alone."""
     streams = _splitmix64(_U64(key) ^ np.asarray(indices, _U64))
     counters = np.arange(1, count + 1, dtype=_U64) * _U64(0x9E3779B97F4A7C15)
-    return (_splitmix64(streams[:, None] + counters) >> _U64(11)) * 2.0 ** -53
+    bits = _splitmix64(streams[:, None] + counters)
+    bits >>= _U64(11)
+    return bits * 2.0 ** -53
 
 
 def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
@@ -103,13 +109,17 @@ def color_jitter_coefficients(mean_gray: np.ndarray, draws: np.ndarray) -> tuple
     uniforms (`draws` is N x 4), as arrays (p, q, c) in `rgb' = p * rgb + q * gray(rgb) + c`: every composition of
     the three has this form. `mean_gray` holds each image's mean gray level, which contrast blends towards."""
     steps = _JITTER_STEPS[(draws[:, 3] * len(_JITTER_STEPS)).astype(int)]
+    alphas = 1 + JITTER_STRENGTH * (2 * draws[:, :3] - 1)
+    contrast, saturation = steps == _CONTRAST, steps == _SATURATION
     p, q, c = np.ones(len(draws)), np.zeros(len(draws)), np.zeros(len(draws))
-    for position in range(3):
-        alpha = 1 + JITTER_STRENGTH * (2 * draws[:, position] - 1)
-        step, pq = steps[:, position], p + q
-        c = np.select([step == _BRIGHTNESS, step == _CONTRAST],  # blend with black, or with the mean gray
-                      [alpha * c, alpha * c + (1 - alpha) * (pq * mean_gray + c)], c)
-        q = np.where(step == _SATURATION, alpha * q + (1 - alpha) * pq, alpha * q)  # blend with each pixel's gray
+    for k, (alpha, rest) in enumerate(zip(alphas.T, (1 - alphas).T)):  # each step on all images at once
+        pq, unchanged = p + q, c
+        blended = alpha * c + rest * (pq * mean_gray + c)
+        c = alpha * c  # brightness blends with black, contrast with the mean gray
+        np.copyto(c, blended, where=contrast[:, k])
+        np.copyto(c, unchanged, where=saturation[:, k])
+        q = alpha * q  # saturation blends with each pixel's gray
+        np.copyto(q, q + rest * pq, where=saturation[:, k])
         p = alpha * p
     return p, q, c
 
@@ -152,6 +162,7 @@ class TrainTransform:
         self.mirror, self.color_jitter, self.color_lighting = mirror, color_jitter, color_lighting
         self._normalize = _Normalizer(mean, std)
         self._lighting = 255 * LIGHTING_STD * PCA_EIGVEC * PCA_EIGVAL  # RGB shift per standard-normal draw
+        self.num_draws = NUM_DRAWS if color_jitter or color_lighting else CROP_DRAWS  # the uniforms it reads
 
     def crop(self, image: np.ndarray, draws: Sequence[float], out: np.ndarray) -> None:
         """Writes the `imsize` crop of BGR `image` into `out`; `draws` are the image's NUM_DRAWS uniforms."""
@@ -171,6 +182,8 @@ class TrainTransform:
 
     def colour(self, crops: np.ndarray, draws: np.ndarray) -> np.ndarray:
         """(N, 3, 4) colour matrices of N crops (N x imsize x imsize x 3) from their N x NUM_DRAWS uniforms."""
+        if not (self.color_jitter or self.color_lighting):
+            return np.repeat(self._normalize(np.ones(1), np.zeros(1), np.zeros((1, 1))), len(crops), axis=0)
         p, q, c = np.ones(len(crops)), np.zeros(len(crops)), np.zeros(len(crops))
         if self.color_jitter:
             mean_gray = np.array([cv2.mean(crop)[:3] for crop in crops]) @ _GRAY_WEIGHTS_BGR
@@ -188,6 +201,7 @@ class TestTransform:
                  mean: tuple[float, ...] = IMAGENET_MEAN_RGB, std: tuple[float, ...] = IMAGENET_STD_RGB):
         self.loadsize, self.imsize = loadsize, imsize
         self._affine = _Normalizer(mean, std)(np.ones(1), np.zeros(1), np.zeros((1, 3)))
+        self.num_draws = 0
 
     def crop(self, image: np.ndarray, draws: Sequence[float], out: np.ndarray) -> None:
         out[...] = center_crop(resize_shorter_side(image, self.loadsize), self.imsize)

@@ -1,4 +1,5 @@
-"""OpenCV and LMDB, the image pipeline's libraries: the `vision` extra, not core dependencies.
+"""OpenCV, LMDB and zlib-ng, the image pipeline's libraries: the `vision` extra, not core dependencies. zlib-ng's
+CRC-32 equals zlib's at 10-20 times its speed: every record read is checked.
 
 The image modules import them from here, so a missing one stops `gfs_IN1k`/`lmdb_input` (at --dry-run) and
 `playground make-lmdb` (at start) with the extra to install, not an ImportError.
@@ -21,5 +22,9 @@ try:
     import lmdb
 except ImportError:
     raise _missing("lmdb", "lmdb") from None
+try:
+    from zlib_ng.zlib_ng import crc32
+except ImportError:
+    raise _missing("zlib-ng", "zlib_ng") from None
 
-__all__ = ["cv2", "lmdb"]
+__all__ = ["cv2", "crc32", "lmdb"]

@@ -1,8 +1,12 @@
-"""Batch composition: a function of (seed, epoch), the same global batches for any number of processes."""
+"""Batch composition: a function of (seed, epoch), the same global batches for any number of processes; handing
+batches from worker processes."""
+import os
+
+import pytest
 import torch
 from torch.utils.data import Dataset
 
-from playground import data
+from playground import batch_buffers, data
 from playground.builtins.synthetic_input import make
 
 
@@ -85,3 +89,47 @@ def test_inputs_go_through_the_dataset_device_transform_also_behind_a_dataloader
     loader = torch.utils.data.DataLoader(dataset, batch_size=None)
     assert data.to_device(values, torch.device("cpu"), loader).tolist() == [[2.5] * 3]
     assert data.to_device((values, [values]), torch.device("cpu"), Squares())[1][0] is values  # moved as is
+
+
+class Numbered(Dataset):
+    """Batches of 2000 int64s, each filled with its first index, written into data.batch_tensors."""
+
+    def __len__(self):
+        return 1000
+
+    def get_batch(self, indices):
+        values, labels = data.batch_tensors(((len(indices), 2000), torch.int64), ((len(indices),), torch.int64))
+        values[...] = indices[0]
+        labels[...] = torch.tensor(indices)
+        return values, labels
+
+
+def shared_memory_file(tensor: torch.Tensor) -> str:
+    """The device:inode of the shared-memory file that `tensor`'s memory maps (from /proc/self/maps)."""
+    address = tensor.untyped_storage().data_ptr()
+    for line in open("/proc/self/maps"):
+        span, _, _, device, inode = line.split()[:5]
+        low, high = (int(x, 16) for x in span.split("-"))
+        if low <= address < high:
+            return f"{device}:{inode}"
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/self/maps")
+def test_workers_reuse_batch_buffers_but_never_one_still_held():
+    """A worker writes each batch into shared memory it reuses once the training process has dropped every tensor
+    of the batch held there; a batch held, or a view of it, keeps its memory until it is dropped."""
+    index_lists = [[b, b + 1] for b in range(0, 120, 2)]  # 60 batches, 30 per worker
+    batches = data.batches(Numbered(), index_lists, workers=2, seed=0, pin_memory=False)
+    held, _ = next(batches)
+    view = next(batches)[0][1]  # a row of batch 1: the rest of that batch is dropped
+    hoard = [next(batches) for _ in range(2 * batch_buffers.SEGMENTS_PER_WORKER + 2)]  # more than all buffers
+    assert all((values == index_lists[b][0]).all() for b, (values, _) in enumerate(hoard, start=2))
+    start = 2 + len(hoard)
+    del hoard
+    files = set()
+    for b, (values, labels) in enumerate(batches, start=start):
+        assert (values == index_lists[b][0]).all() and labels.tolist() == index_lists[b]
+        files.add(shared_memory_file(values))
+    assert (held == 0).all() and (view == 2).all()
+    assert len(files) <= 2 * batch_buffers.SEGMENTS_PER_WORKER < len(index_lists) - start  # not one per batch

@@ -23,13 +23,14 @@ def without(modules: list[str], argv: list[str], cwd) -> subprocess.CompletedPro
 
 
 def test_the_framework_trains_without_the_vision_libraries(tmp_path):
-    result = without(["cv2", "lmdb"], ["run", "--parameters-json", str(EXAMPLE), "--set", "epoch_iter.num_epochs=1",
+    result = without(["cv2", "lmdb", "zlib_ng"], ["run", "--parameters-json", str(EXAMPLE), "--set", "epoch_iter.num_epochs=1",
                                        "--set", f"output.checkpoint_folder={tmp_path / 'run'}"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "results.json").exists()
 
 
-@pytest.mark.parametrize("missing, package", [("cv2", "opencv-python-headless (import cv2)"), ("lmdb", "lmdb")])
+@pytest.mark.parametrize("missing, package", [("cv2", "opencv-python-headless (import cv2)"), ("lmdb", "lmdb"),
+                                              ("zlib_ng", "zlib-ng (import zlib_ng)")])
 def test_the_lmdb_input_without_its_library_names_the_extra_at_dry_run(tmp_path, missing, package):
     result = without([missing], ["run", "--parameters-json", str(ROOT / "examples" / "resnetdemo_cpu.yaml"),
                                  "--dry-run"], tmp_path)
@@ -52,7 +53,7 @@ def test_core_dependencies_leave_out_the_vision_extra_and_the_test_extra_has_it(
     core = " ".join(project["dependencies"])
     assert "opencv" not in core and "lmdb" not in core
     extras = project["optional-dependencies"]
-    assert {"opencv-python-headless>=4.8", "lmdb>=1.4"} <= set(extras["vision"])
+    assert {"opencv-python-headless>=4.8", "lmdb>=1.4", "zlib-ng>=0.4"} <= set(extras["vision"])
     assert "torch-playground[vision]" in extras["test"]
     assert "pip install -e '.[vision]'" in (ROOT / "README.md").read_text()
 

@@ -33,7 +33,7 @@ def test_an_unknown_forward_pass_lists_the_forward_passes_only():
     opts["model"]["forward_pass_py"] = "mlp_forwrd"
     (problem,) = problems_of(opts)
     assert problem.startswith("model.forward_pass_py = 'mlp_forwrd' is not in module_map.py. Did you mean "
-                              "'mlp_forward'?")
+                              "'mlp_forward'")  # first: the closest of the *_forward names
     known = problem.split("Known forward pass names: ")[1]
     assert "explicit_resnet_forward" in known and "ComputeLoss" not in known and "EarlyStopping" not in known
 

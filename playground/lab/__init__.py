@@ -9,7 +9,8 @@
     repository.py  ExperimentRepository / Experiment: reading experiments back (pandas)
     compare.py     one metric across experiments: a table and a plot
     commands.py    `playground runs list|show|diff|compare`
-    sweep.py       `playground sweep`: a grid of experiments, resumable
+    sweep.py       `playground sweep`: a grid of experiments, resumable (a grid search of playground.search)
+    launcher.py    experiments as child processes, a few at a time on their own cores: sweeps' and searches'
 
 Importing this package is light: pandas, fsspec and tensorboard are imported only where they are used.
 """

@@ -26,6 +26,7 @@ def add_parsers(commands: Any) -> None:
     runs = commands.add_parser("runs", help="list, show, diff and compare recorded experiments")
     sub = runs.add_subparsers(dest="runs_command", required=True, parser_class=type(runs))
     listing = sub.add_parser("list", help="a table of every experiment, oldest first")
+    listing.add_argument("--search", metavar="ID", help="only the trials of search ID (playground search)")
     show = sub.add_parser("show", help="everything recorded about one experiment")
     show.add_argument("tag", help="a tag or a unique prefix of one")
     diff = sub.add_parser("diff", help="the opts and the code patches that differ between two experiments")
@@ -66,6 +67,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def runs_list(repo: ExperimentRepository, args: argparse.Namespace) -> int:
+    if args.search:
+        frame = repo.summary(repo.search_trials(args.search))
+        print(table(frame) if len(frame) else f"no experiments of search {args.search} in {repo.root}")
+        return 0
     frame = repo.summary()
     print(table(frame) if len(frame) else f"no experiments in {repo.root}")
     return 0

@@ -234,6 +234,26 @@ class ExperimentRepository:
         return {k: (left.get(k, ABSENT), right.get(k, ABSENT)) for k in sorted(left.keys() | right.keys())
                 if left.get(k, ABSENT) != right.get(k, ABSENT)}
 
+    def search(self, search_id: str) -> Any:
+        """The trials of search `search_id` as a DataFrame, one row per trial: trial, state, tag, one column per
+        sampled key (dotted), one per objective (its metric), pareto (non-dominated; one objective: the best trial)
+        and wall_s. What `playground search report` prints."""
+        from playground.search.report import search_frame
+
+        return search_frame(search_id, self.root)
+
+    def search_trials(self, search_id: str) -> list[Experiment]:
+        """The experiments of search `search_id`'s trials, by trial number (a damaged status.json is skipped)."""
+        found = []
+        for exp in self[:]:
+            try:
+                search = exp.info.get("search")
+            except DataError:
+                continue
+            if isinstance(search, dict) and search.get("id") == search_id:
+                found.append((search["trial"] if isinstance(search.get("trial"), int) else -1, exp))
+        return [exp for _, exp in sorted(found, key=lambda pair: pair[0])]
+
     def summary(self, experiments: list[Experiment] | None = None) -> Any:
         """A DataFrame, a row per experiment: status, start, duration, components and final metrics. An
         experiment with a damaged JSON file shows as "unreadable" (and a warning names the file), so one bad
@@ -258,6 +278,8 @@ def _summary_row(exp: Experiment) -> dict:
            "forward": (opts.get("model") or {}).get("forward_pass_py", "")}
     if sweep := info.get("sweep"):
         row["sweep"] = sweep.get("id", "")
+    if isinstance(search := info.get("search"), dict):
+        row["search"], row["trial"] = search.get("id", ""), search.get("trial")
     row.update({k: v for k, v in exp.final_metrics().items() if k not in NOT_METRICS})
     return row
 

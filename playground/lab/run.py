@@ -87,11 +87,12 @@ def resume_opts(ref: str) -> dict:
     return status.read_json(os.path.join(folder, "opts.json"))
 
 
-def create(opts: dict, root: str, **fields: Any) -> tuple[str, str]:
-    """A new queued experiment under `root` (for sweeps): (tag, folder) with opts.json and status.json."""
-    tag = new_tag()
+def create(opts: dict, root: str, tag: str | None = None, **fields: Any) -> tuple[str, str]:
+    """A new queued experiment under `root` (for sweeps and searches): (tag, folder) with opts.json and
+    status.json. A search names the tag first, so that a trial never loses track of its experiment."""
+    tag = tag or new_tag()
     folder = os.path.join(local_root(root), tag)
-    os.makedirs(folder)
+    os.makedirs(folder, exist_ok=bool(fields.get("search")))  # a search killed while creating it makes it again
     from playground import checkpoint
 
     checkpoint.atomic_write(os.path.join(folder, "opts.json"), json.dumps(opts, indent=2).encode())
@@ -206,7 +207,7 @@ def outcome_of(error: BaseException | None) -> tuple[str, str | None]:
     outcome = errors.outcome_of(error)
     if outcome == errors.COMPLETE:
         return outcome, None
-    if outcome == errors.INTERRUPTED:
+    if outcome in (errors.INTERRUPTED, errors.PRUNED):
         return outcome, str(error) or type(error).__name__
     return outcome, f"{type(error).__name__}: {error}"
 

@@ -1,9 +1,10 @@
 """status.json: what an experiment is doing, who is doing it, and how each attempt at it ended.
 
-Statuses: `queued` (a sweep planned it), `running`, `complete`, `failed` (with the error), `interrupted`
-(stopped by SIGTERM or Ctrl-C; resumable), `killed` (status.json still says running but the process that wrote
-it is gone: SIGKILL, out of memory, power loss). `killed` is never written: readers infer it from the recorded
-host, pid and process start time, so it is only detectable on the host that ran the attempt.
+Statuses: `queued` (a sweep or search planned it), `running`, `complete`, `failed` (with the error), `interrupted`
+(stopped by SIGTERM or Ctrl-C; resumable), `pruned` (a search's pruner stopped it early, after a checkpoint),
+`killed` (status.json still says running but the process that wrote it is gone: SIGKILL, out of memory, power
+loss). `killed` is never written: readers infer it from the recorded host, pid and process start time, so it is
+only detectable on the host that ran the attempt.
 
 `read_json` is how the lab reads every JSON file an experiment holds, so a damaged one is reported by name;
 `parse` also checks status.json's shape, so readers need not guard each field. `held` keeps a second process out
@@ -27,7 +28,8 @@ FILE = "status.json"
 FINISHED = "complete"
 LOCK_FILE = ".lock"
 _FIELDS = {**dict.fromkeys(("tag", "status", "error", "created", "started", "ended", "host", "pid_start", "folder",
-                             "store"), str), "pid": int, "attempt": int, "attempts": list, "sweep": dict}
+                             "store"), str), "pid": int, "attempt": int, "attempts": list, "sweep": dict,
+           "search": dict, "pipeline": dict}
 _KINDS = {str: "text", int: "a whole number", list: "a list", dict: "a JSON object"}
 
 

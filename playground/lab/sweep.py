@@ -9,8 +9,9 @@ experiment (its resolved opts in opts.json, the sweep id and point in status.jso
 as `playground run --resume <folder>`; re-running the same command skips complete points and resumes the others
 from their last checkpoint. SIGINT or SIGTERM stops the sweep: running points checkpoint and stop.
 
-The grid is one way to make points; `Sweep` takes any list of {dotted.key: value} dicts, so a search algorithm
-can propose points, run them with `Sweep(...).run()`, read `Sweep.results()` and propose the next round.
+A sweep is a grid search (playground.search) whose trials are the points' experiments, in order: the same driver
+and launcher run them, and its study is in `<runs root>/_searches/<id>/`. `Sweep` takes any list of
+{dotted.key: value} dicts; `Sweep.results()` is their table.
 """
 from __future__ import annotations
 
@@ -21,23 +22,18 @@ import itertools
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
-import time
 from typing import Any
 
 from playground import checkpoint
 from playground import opts as opts_lib
-from playground.errors import OptsError, PlaygroundError, Stopped, UsageError
+from playground.errors import OptsError, PlaygroundError, UsageError
 from playground.lab import status
+from playground.lab.launcher import core_groups, describe_point  # noqa: F401 - core_groups: the sweep's API too
 from playground.lab.run import create, mirror_deadline_s
 from playground.lab.store import Mirror
 from playground.lab.tags import is_url, local_root, runs_root
-from playground.workers import usable_cores
 
 log = logging.getLogger(__name__)
-POLL_S = 0.1
 
 
 def split_values(raw: str) -> list[str]:
@@ -87,17 +83,6 @@ def point_opts(base: dict, point: dict[str, Any]) -> dict:
         opts_lib.set_dotted(opts, key, value, f"--grid {key}")
     opts.setdefault("output", {})["checkpoint_folder"] = ""
     return opts
-
-
-def describe_point(point: dict[str, Any]) -> str:
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={json.dumps(v)}" for k, v in point.items())
-
-
-def core_groups(jobs: int) -> list[list[int]]:
-    """This process's cores divided into `jobs` groups (shared round-robin when there are fewer cores)."""
-    cores = usable_cores()
-    n = len(cores)
-    return [cores[i * n // jobs:(i + 1) * n // jobs] or [cores[i % n]] for i in range(jobs)]
 
 
 class Sweep:
@@ -192,7 +177,9 @@ class Sweep:
 
     def run(self, jobs: int = 1) -> dict[str, str]:
         """Run every unfinished point, `jobs` at a time; returns {tag: status}."""
-        todo = []
+        from playground.search.driver import Driver
+
+        todo = 0
         for i, tag in enumerate(self.tags):
             current = status.effective(self.status(i))
             if current == "complete":
@@ -200,9 +187,29 @@ class Sweep:
             elif current == "running":
                 print(f"[{i + 1}/{len(self.tags)}] {tag}: still running in another process, skipped")
             else:
-                todo.append(i)
-        _Launcher(self, todo, max(1, min(jobs, len(todo) or 1))).run()
+                todo += 1
+        Driver(self.as_search(), self.root, max(1, min(jobs, todo or 1)), kind="sweep").run()
         return {tag: status.effective(self.status(i)) for i, tag in enumerate(self.tags)}
+
+    def as_search(self) -> Any:
+        """The grid search this sweep is: its points in order, each an enqueued trial of its planned experiment,
+        scored by the base's first test metric (what the closing table and plot show by default)."""
+        from playground.handlers.monitor import Monitor
+        from playground.search.objectives import Objective, recorded_metrics
+        from playground.search.spec import SearchSpec
+
+        metric = default_metric(self.base)
+        if metric not in recorded_metrics(self.base):
+            metric = "samples_per_sec"  # always recorded
+        space: dict[str, dict] = {}
+        for point in self.points:
+            for key, value in point.items():
+                values = space.setdefault(key, {"choice": []})["choice"]
+                if json.dumps(value, sort_keys=True) not in (json.dumps(v, sort_keys=True) for v in values):
+                    values.append(value)
+        return SearchSpec(self.base, space, [Objective(metric, Monitor("sweep", metric).mode)], {"type": "grid"},
+                          trials=len(self.points), max_failures=len(self.points) + 1, points=self.points,
+                          tags=list(self.tags), id=self.id)
 
     def results(self) -> Any:
         """A DataFrame, a row per point: tag, status, the point's values and final metrics."""
@@ -213,67 +220,6 @@ class Sweep:
         for key in reversed(list(self.points[0]) if self.points else []):
             frame.insert(2, key.rsplit(".", 1)[-1], [json.dumps(p[key]) for p in self.points])
         return frame.drop(columns=[c for c in ("model", "forward", "sweep", "start") if c in frame.columns])
-
-
-class _Launcher:
-    """Runs points as child processes, each on its own group of cores; forwards SIGINT/SIGTERM as SIGTERM."""
-
-    def __init__(self, sweep: Sweep, todo: list[int], jobs: int):
-        self.sweep, self.todo, self.jobs = sweep, list(todo), jobs
-        self.groups = core_groups(jobs)
-        self.running: dict[subprocess.Popen, tuple[int, int, float]] = {}  # -> (point, group, start)
-        self.signals: list[int] = []
-
-    def on_signal(self, signum: int, frame: Any) -> None:
-        self.signals.append(signum)
-        for proc in self.running:  # a second signal kills what the first only asked to stop
-            proc.send_signal(signal.SIGTERM if len(self.signals) == 1 else signal.SIGKILL)
-
-    def run(self) -> None:
-        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            free = list(range(self.jobs))
-            while (self.todo and not self.signals) or self.running:
-                while self.todo and free and not self.signals:
-                    self.launch(self.todo.pop(0), free.pop(0))
-                time.sleep(POLL_S)
-                for proc, (i, group, started) in list(self.running.items()):
-                    if proc.poll() is not None:
-                        del self.running[proc]
-                        free.append(group)
-                        self.report(i, time.monotonic() - started)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        if self.signals:
-            raise Stopped(f"sweep {self.sweep.id} stopped by {signal.Signals(self.signals[0]).name}; "
-                                   "re-run the same command to resume it")
-
-    def launch(self, i: int, group: int) -> None:
-        folder = os.path.abspath(self.sweep.experiment_folder(i))
-        cores = self.groups[group]
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = {**os.environ, "OMP_NUM_THREADS": str(len(cores)), "MKL_NUM_THREADS": str(len(cores)),
-               "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p),
-               "PLAYGROUND_RUNS": self.sweep.root if is_url(self.sweep.root) else os.path.abspath(self.sweep.root)}
-        # a folder resumes as it is; a tag (URL root) first downloads the experiment if it is not here
-        ref = self.sweep.tags[i] if is_url(self.sweep.root) else folder
-        os.makedirs(folder, exist_ok=True)
-        print(f"[{i + 1}/{len(self.sweep.tags)}] {self.sweep.tags[i]} {describe_point(self.sweep.points[i])}: "
-              f"started on core(s) {','.join(map(str, cores))}", flush=True)
-        with open(os.path.join(folder, "console.txt"), "ab") as console:
-            affinity = (lambda: os.sched_setaffinity(0, cores)) if hasattr(os, "sched_setaffinity") else None
-            proc = subprocess.Popen([sys.executable, "-m", "playground", "run", "--resume", ref],
-                                    stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True, preexec_fn=affinity)
-        self.running[proc] = (i, group, time.monotonic())
-
-    def report(self, i: int, seconds: float) -> None:
-        info = self.sweep.status(i)
-        current = status.effective(info)
-        detail = f": {info.get('error')}" if current == "failed" else ""
-        print(f"[{i + 1}/{len(self.sweep.tags)}] {self.sweep.tags[i]} {describe_point(self.sweep.points[i])}: "
-              f"{current} after {seconds:.1f} s{detail}", flush=True)
 
 
 def default_metric(opts: dict) -> str:
