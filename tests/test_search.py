@@ -8,7 +8,7 @@ import os
 import optuna
 import pytest
 
-from lab_helpers import run
+from lab_helpers import ROOT, run
 from playground import cli
 from playground.errors import OptsError
 from playground.search import load_study, run_search, search_folder, space as space_lib, spec as spec_lib
@@ -78,6 +78,16 @@ def test_every_mistake_is_reported_at_once_before_anything_is_created(tmp_path, 
         "search.algorithm.type: 'tpx' is not a known sampler; did you mean 'tpe'? Known: random, grid, tpe, cmaes, "
         "nsga2, nsga3, qmc, gp, bruteforce, or a dotted path to an optuna.samplers.BaseSampler subclass"]
     assert not runs_root.exists()
+
+
+def test_the_readme_search_example_passes_its_checks():
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index('```json\n{"base": "mlp_synthetic.json"') + 8:]
+    doc = json.loads(block[:block.index("```")])
+    doc["base"] = str(ROOT / "examples" / doc["base"])
+    assert spec_lib.load(doc).space["model_param.weight_decay"]["when"] == {"model_param.hidden_sizes": [128, 64]}
+    for example in ("search_mlp.json", "search_resnet_pareto.json"):
+        assert spec_lib.load(str(ROOT / "examples" / example)).trials in (8, 12)
 
 
 def test_dry_run_checks_points_through_the_opts_checks_and_creates_nothing(tmp_path, runs_root, capsys):
