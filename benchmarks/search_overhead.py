@@ -51,7 +51,9 @@ def cpu_of_children() -> float:
 
 def timed(args: list[str], runs: str) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the command and its children, its output)."""
-    env = {**os.environ, "PYTHONPATH": ROOT, "PLAYGROUND_RUNS": runs}
+    threads = str(len(os.sched_getaffinity(0)))  # what the search's launcher gives each trial (--jobs 1)
+    env = {**os.environ, "PYTHONPATH": ROOT, "PLAYGROUND_RUNS": runs, "OMP_NUM_THREADS": threads,
+           "MKL_NUM_THREADS": threads}
     started, cpu = time.perf_counter(), cpu_of_children()
     done = subprocess.run([sys.executable, "-m", "playground", *args], env=env, capture_output=True, text=True)
     if done.returncode:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-from lab_helpers import run
+from lab_helpers import ROOT, run
 from playground import cli
 from playground.search import load_study
+from playground.search.pipeline import check, load_document
 from test_lab import tiny_opts
 
 
@@ -43,6 +44,11 @@ def test_every_bad_step_is_named_with_its_index_and_key_before_anything_runs(tmp
     assert capsys.readouterr().err == ('playground: error: pipeline[1].take: "best" ranks by one objective, and the '
                                        'search has 2; take "pareto" (the non-dominated trials)\n')
     assert not runs_root.exists()  # refused before anything was created
+
+
+def test_the_pipeline_example_passes_the_checks():
+    doc = load_document(str(ROOT / "examples" / "pipeline_mlp.json"))
+    assert check(doc).trials == 6 and [s["step"] for s in doc["pipeline"]] == ["search", "train", "evaluate"]
 
 
 def statuses(root) -> dict[str, dict]:
