@@ -25,6 +25,7 @@ from conftest import ROOT
 from playground import runner
 from playground.anyexp import AnyExp
 from playground.errors import Stopped, UsageError
+from playground.events import Event
 from playground.handlers import DumpGraph
 from playground.state import StopRequest
 from zoo.seq2seq.attention_png import AttentionHeatmap
@@ -314,8 +315,14 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
     whole = build(tmp_path / "whole")
     whole.run()
     first = build(tmp_path / "half")
-    first.on_iteration_end = lambda: first.state.global_step == 4 and first.request_stop(
-        StopRequest("signal", "SIGTERM"))
+    fire = first.fire
+
+    def stop_at_step_4(event, **kwargs):  # as a SIGTERM arriving during the 4th step would
+        fire(event, **kwargs)
+        if event is Event.ITERATION_END and first.state.global_step == 4:
+            first.request_stop(StopRequest("signal", "SIGTERM"))
+
+    first.fire = stop_at_step_4
     with pytest.raises(Stopped):
         first.run()
     assert (tmp_path / "half" / "model_checkpoint_epoch1_iter1.pt").exists()  # mid-epoch: 3 iterations each
