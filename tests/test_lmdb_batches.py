@@ -1,6 +1,7 @@
 """The image input's batches are bitwise what the straightforward per-image path gives (the pipeline as first
 written: one record at a time, np.select for the jitter order), in this process and in worker processes: making
 the loader faster must never change what it feeds the network."""
+import hashlib
 import itertools
 import math
 
@@ -99,3 +100,35 @@ def test_batches_from_worker_processes_are_bitwise_the_per_image_path(tmp_path):
                                                    strict=True):
         for got, want in zip((pixels, colour, labels), reference_batch(dataset, indices, 2)):
             np.testing.assert_array_equal(got.numpy(), want)
+
+
+# SHA-256 of the batches below as the loader gave them before the 2026-11 speed-ups (OpenCV 4.x, libjpeg-turbo):
+# the pipeline may only get faster, never change a bit of what it feeds the network. A new OpenCV whose decoder
+# or resize rounds differently changes them too: then check the per-image tests above and pin the new digests.
+PINNED_DIGESTS = [
+    ("train", {}, "2c2a04e91e6d73e3603d2569f336715145dafe22f101b9b85d6a1a9331d97582"),
+    ("train", {"scale_jitter_type": 0}, "0ea581a07cd2a39a0d4bedf58fbb4a321cb72634bd528853cf3ae1ae3044ba57"),
+    ("train", {"color_jitter": False, "color_lighting": False},
+     "284f15a10ecdc3b8b0ad3d30ac64c28e6b3ee0005d17b3928a57ff6346bb940a"),
+    ("test", {}, "ea3fb27ae5ffb4c0e5c5a8bb63c3f40059078701c203859645d3b6c0bf28c0d0"),
+]
+
+
+def batches_digest(tmp_path, split: str, overrides: dict, workers: int) -> str:
+    build_shapes(tmp_path / "db", num=40)
+    dataset = lmdb_input.get_dataset(make_exp(tmp_path / "db", **overrides), split)
+    index_lists = [list(range(b, 40, 7)) for b in range(7)] + [[39, 0, 38, 1]]
+    digest = hashlib.sha256()
+    for epoch in (0, 3):
+        dataset.set_epoch(epoch)
+        for (pixels, colour), labels in data.batches(dataset, index_lists, workers, 0, False):
+            for tensor in (pixels, colour, labels):
+                digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("split, overrides, expected", PINNED_DIGESTS)
+def test_batches_are_bitwise_the_pinned_ones(tmp_path, split, overrides, expected):
+    assert batches_digest(tmp_path, split, overrides, workers=0) == expected
+    if split == "train" and not overrides:
+        assert batches_digest(tmp_path / "workers", split, overrides, workers=2) == expected
