@@ -17,6 +17,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from playground import batch_buffers
 
+# Batches a DataLoader worker hands over at once: each hand-off costs the training process 100-300 us (torch's
+# DataLoader machinery, and waking it when it waited), 2-5 us an image at 64 px. Each worker's first comes alone,
+# so the first step waits for no more.
+HANDOFF_BATCHES = 2  # with one group in flight per worker, as many batches as torch's default of two
+
 
 def epoch_order(num_items: int, num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     """`num_samples` dataset indices for `epoch`: permutations of the dataset, concatenated as needed."""
@@ -134,26 +139,40 @@ class BatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index_lists)
 
-    def __getitem__(self, b: int) -> Any:
+    def __getitem__(self, b: int | range) -> Any:
+        """Batch `b`, or a list of the batches in range `b` (handed over together)."""
+        if isinstance(b, range):
+            return [self[i] for i in b]
         if self.buffers is None or torch.utils.data.get_worker_info() is None:
             return fetch(self.dataset, self.index_lists[b])
         return self.buffers.fill(fetch, self.dataset, self.index_lists[b])
 
 
 def batches(dataset: Dataset, index_lists: list[list[int]], workers: int, seed: int, pin_memory: bool) -> Iterator:
-    """Batches for `index_lists`, read in this process (workers=0) or by `workers` DataLoader processes."""
+    """Batches for `index_lists`, read in this process (workers=0) or by `workers` DataLoader processes, which hand
+    them over HANDOFF_BATCHES at a time after each worker's first."""
     if workers == 0:
         return (fetch(dataset, indices) for indices in index_lists)
+    starts = [*range(min(workers, len(index_lists))), *range(workers, len(index_lists), HANDOFF_BATCHES)]
+    groups = [range(start, min(end, len(index_lists))) for start, end in zip(starts, [*starts[1:], len(index_lists)])]
     # A private generator: creating the loader must not draw from the global RNG (exact resume).
     # collate_fn: batches come whole from fetch; torch's default would turn tuples into lists.
     loader = DataLoader(BatchDataset(dataset, index_lists, batch_buffers.BatchBuffers(workers)), batch_size=None,
-                        num_workers=workers, collate_fn=_as_is, pin_memory=pin_memory,
-                        generator=torch.Generator().manual_seed(seed))
-    return iter(loader)
+                        sampler=groups, num_workers=workers, prefetch_factor=1, collate_fn=_as_is,
+                        pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+    return _one_by_one(iter(loader))
 
 
 def _as_is(batch: Any) -> Any:
     return batch
+
+
+def _one_by_one(groups: Iterator[list]) -> Iterator:
+    """The batches of each group in turn, none kept here once handed out (its buffer is reused once dropped)."""
+    for group in groups:
+        group.reverse()
+        while group:
+            yield group.pop()
 
 
 def mix_seeds(*numbers: int) -> int:

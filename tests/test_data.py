@@ -133,3 +133,22 @@ def test_workers_reuse_batch_buffers_but_never_one_still_held():
         files.add(shared_memory_file(values))
     assert (held == 0).all() and (view == 2).all()
     assert len(files) <= 2 * batch_buffers.SEGMENTS_PER_WORKER < len(index_lists) - start  # not one per batch
+
+
+class ByWorker(Dataset):
+    """Batches naming the worker process that fetched them."""
+
+    def __len__(self):
+        return 100
+
+    def get_batch(self, indices):
+        return torch.tensor(indices), torch.utils.data.get_worker_info().id
+
+
+def test_workers_hand_over_batches_in_groups_after_each_first_one():
+    """A hand-off costs the training process as much as fetching several small batches: each worker's first batch
+    comes alone (the first step waits for no more), the rest HANDOFF_BATCHES at a time, in order."""
+    index_lists = [[b] for b in range(11)]
+    fetched = list(data.batches(ByWorker(), index_lists, workers=2, seed=0, pin_memory=False))
+    assert [values.tolist() for values, _ in fetched] == index_lists
+    assert data.HANDOFF_BATCHES == 2 and [worker for _, worker in fetched] == [0, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0]
