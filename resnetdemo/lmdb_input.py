@@ -107,14 +107,23 @@ class LmdbImageDataset(torch.utils.data.Dataset):
         pixels, colour, labels = data.batch_tensors(((len(indices), size, size, 3), torch.uint8),
                                                     ((len(indices), 3, 4), torch.float32),
                                                     ((len(indices),), torch.int64))
+        # Every call into torch together, before the loop: after decoding a batch, torch's code and data are out of
+        # the caches and one call costs 10-25 us instead of 1-3 (as much as the loop's Python for 5-10 images).
+        crops, colour_out, labels_out = pixels.numpy(), colour.numpy(), labels.numpy()
         draws = counter_uniforms(data.mix_seeds(self.seed, self._epoch.value), indices, self.transform.num_draws)
-        label_array = labels.numpy()
-        # Each image is cropped as soon as it is decoded, while it is still in the cache.
+        decode, crop, found = self._decode, self.transform.crop, []
+        # Each image is cropped as soon as it is decoded, while it is still in the cache. The loop runs once per
+        # image: at 64 px each call or item assignment it saves is a fraction of a percent.
         with self.reader.reading() as read:
-            for n, (index, row, out) in enumerate(zip(indices, draws[:, :CROP_DRAWS].tolist(), pixels.numpy())):
-                image, label_array[n] = self._decode_or_substitute(read, index)
-                self.transform.crop(image, row, out)
-        colour.numpy()[...] = self.transform.colour(pixels.numpy(), draws)
+            for index, row, out in zip(indices, draws[:, :CROP_DRAWS].tolist(), crops):
+                try:
+                    image, label = decode(read, index)
+                except RecordError:
+                    image, label = self._substitute(read, index)
+                crop(image, row, out)
+                found.append(label)
+        labels_out[:] = found
+        colour_out[...] = self.transform.colour(crops, draws)
         return (pixels, colour), labels
 
     @staticmethod
@@ -127,13 +136,8 @@ class LmdbImageDataset(torch.utils.data.Dataset):
             cv2.setNumThreads(0)  # OpenCV's own threads would fight the other DataLoader workers for cores
         self._configured_pid = os.getpid()
 
-    def _decode_or_substitute(self, read: Callable[[int], tuple[memoryview, int]],
-                              index: int) -> tuple[np.ndarray, int]:
-        """Record `index` decoded, or the next record that decodes if it is damaged."""
-        try:
-            return self._decode(read, index)
-        except RecordError:
-            pass  # the loop below records the damage, once
+    def _substitute(self, read: Callable[[int], tuple[memoryview, int]], index: int) -> tuple[np.ndarray, int]:
+        """In place of damaged record `index`, the next record that decodes, decoded; each damaged one recorded once."""
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             try:

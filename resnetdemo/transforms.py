@@ -162,6 +162,7 @@ class TrainTransform:
         self._size = (imsize, imsize)
         self.mirror, self.color_jitter, self.color_lighting = mirror, color_jitter, color_lighting
         self._normalize = _Normalizer(mean, std)
+        self._plain = self._normalize(np.ones(1), np.zeros(1), np.zeros((1, 1)))  # without colour augmentation
         self._lighting = 255 * LIGHTING_STD * PCA_EIGVEC * PCA_EIGVAL  # RGB shift per standard-normal draw
         self.num_draws = NUM_DRAWS if color_jitter or color_lighting else CROP_DRAWS  # the uniforms it reads
 
@@ -183,7 +184,7 @@ class TrainTransform:
     def colour(self, crops: np.ndarray, draws: np.ndarray) -> np.ndarray:
         """(N, 3, 4) colour matrices of N crops (N x imsize x imsize x 3) from their N x NUM_DRAWS uniforms."""
         if not (self.color_jitter or self.color_lighting):
-            return np.repeat(self._normalize(np.ones(1), np.zeros(1), np.zeros((1, 1))), len(crops), axis=0)
+            return np.repeat(self._plain, len(crops), axis=0)
         p, q, c = np.ones(len(crops)), np.zeros(len(crops)), np.zeros(len(crops))
         if self.color_jitter:
             mean_gray = np.array([cv2.mean(crop)[:3] for crop in crops]) @ _GRAY_WEIGHTS_BGR
