@@ -152,3 +152,20 @@ def test_workers_hand_over_batches_in_groups_after_each_first_one():
     fetched = list(data.batches(ByWorker(), index_lists, workers=2, seed=0, pin_memory=False))
     assert [values.tolist() for values, _ in fetched] == index_lists
     assert data.HANDOFF_BATCHES == 2 and [worker for _, worker in fetched] == [0, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0]
+
+
+def test_a_batch_held_from_a_handed_over_group_is_never_overwritten():
+    """Batches come from the workers in groups: one held while the rest of its group and the next groups are
+    fetched and dropped keeps its memory, and the others' memory is reused meanwhile."""
+    index_lists = [[b, b + 1] for b in range(0, 100, 2)]
+    batches = data.batches(Numbered(), index_lists, workers=2, seed=0, pin_memory=False)
+    fetched = [next(batches) for _ in range(5)]
+    held = {b: fetched[b] for b in (3, 4)}  # the second batch of a group, and the first of the next
+    del fetched
+    segments = set()
+    for b, (values, labels) in enumerate(batches, start=5):
+        assert (values == index_lists[b][0]).all() and labels.tolist() == index_lists[b]
+        segments.add(values.untyped_storage().data_ptr())
+    for b, (values, labels) in held.items():
+        assert (values == index_lists[b][0]).all() and labels.tolist() == index_lists[b]
+    assert len(segments) < len(index_lists) - 5  # reused, not one per batch
