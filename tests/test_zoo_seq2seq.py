@@ -353,6 +353,19 @@ def test_heatmap_index_past_the_test_split_is_refused_before_training(tmp_path):
         AttentionHeatmap(index=-1)
 
 
+def test_the_heatmap_draws_its_sample_without_touching_the_runs_random_numbers(tmp_path):
+    """A network that draws random numbers even in eval mode (as Monte Carlo dropout does) leaves the training
+    run's generator where it was: a run trains the same with the handler as without."""
+    def draw_a_random_number(module, inputs) -> None:
+        torch.rand(1)
+
+    exp = build(tmp_path)
+    exp.network.register_forward_pre_hook(draw_a_random_number)
+    state = torch.get_rng_state()
+    AttentionHeatmap(index=3).on_test_end(exp)
+    assert torch.equal(torch.get_rng_state(), state) and (tmp_path / "attention.png").exists()
+
+
 def test_the_example_passes_the_opts_schema_it_names():
     from jsonschema import Draft202012Validator
 
