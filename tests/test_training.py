@@ -58,6 +58,14 @@ def test_same_opts_and_seed_give_the_same_weights(tiny_opts, tmp_path):
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
 
 
+def test_the_softmax_blob_is_over_the_class_dim_of_per_pixel_scores():
+    from playground.builtins.classification_model import Blobs
+
+    logits = torch.randn(2, 3, 4, 5)  # (N, C, H, W): 3 classes per pixel
+    assert torch.allclose(Blobs(logits=logits)["softmax"].sum(1), torch.ones(2, 4, 5))
+    assert torch.allclose(Blobs(logits=logits[:, :, 0, 0])["softmax"], logits[:, :, 0, 0].softmax(-1))
+
+
 def test_record_every_iters_thins_train_records(tiny_opts, tmp_path):
     tiny_opts["output"]["record_every_iters"] = 4
     assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
