@@ -257,6 +257,17 @@ def test_sweep_grid_is_a_grid_search_whose_study_holds_its_points(tmp_path, runs
     assert os.path.isdir(search_folder(sweep["id"], str(runs_root)))
 
 
+def test_search_help_shows_report_as_an_optional_sub_command(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["search", "--help"])
+    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert exited.value.code == 0 and usage.splitlines() == [
+        "usage: playground search --parameters-json JSON_OR_FILE [--jobs JOBS] [--gpus-per-trial G] [--storage URL] "
+        "[--dry-run]",
+        "       playground search report ID [--root ROOT] [--storage URL]"]
+    assert "optional sub-command:" in rest and "positional arguments" not in rest
+
+
 def test_a_search_file_needs_its_search_section(tmp_path, capsys):
     with pytest.raises(OptsError):
         spec_lib.load(search_doc(budget={"trials": "3"}))
