@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -52,6 +52,7 @@ class AnyExp:
         self.blobs: dict = {}            # those of its last batch
         self.row: dict | None = None     # the row recorded at the current event, if any (see add_to_row)
         self.network = parts.network.to(self.device)
+        self.moves_batches = self.device.type != "cpu"  # datasets make batches on the CPU: there, they stay put
         if info.sync_batchnorm and self.world_size > 1:
             self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
         if info.channels_last:
@@ -63,6 +64,7 @@ class AnyExp:
         self.optimizer, self.lr_scheduler = parts.optimizer, parts.lr_scheduler
         self.autocast_dtype = AUTOCAST[info.mixed_precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.scales_loss = self.scaler.is_enabled()  # fp16 only; a disabled scaler would only pass calls on
         self.train_dataset, self.test_dataset = parts.train_data, parts.test_data
         self.meters = {m.name: (m.is_train, m.meter) for m in parts.metrics}
         self.train_meters = {m.name: m.meter for m in parts.metrics if m.is_train}
@@ -108,9 +110,9 @@ class AnyExp:
         self.fire(Event.EPOCH_BEGIN)
         train_batches = self.train_batches(epoch, self.state.iteration)
         self.network.train()
-        per_step = self.info.accumulate_grad_batches
-        for iteration in self.list_of_epoch_iters():
-            self.run_iteration(iteration, [next(train_batches) for _ in range(per_step)])
+        steps = zip(*[train_batches] * self.info.accumulate_grad_batches)  # each step's batches, grouped in C
+        for iteration, batches in zip(self.list_of_epoch_iters(), steps):
+            self.run_iteration(iteration, batches)
             if self.state.stop:
                 self.save_checkpoint()
                 return
@@ -121,10 +123,11 @@ class AnyExp:
         distributed.agree_stop(self, now=True)
         self.save_checkpoint()
 
-    def run_iteration(self, iteration: int, batches: list) -> None:
-        state, info = self.state, self.info
+    def run_iteration(self, iteration: int, batches: Sequence) -> None:
+        state, info, heard = self.state, self.info, self.dispatch
         state.iteration, self.row = iteration, None
-        self.fire(Event.ITERATION_BEGIN)
+        if Event.ITERATION_BEGIN in heard:  # per step, even the call to fire() costs (see loop_overhead.py)
+            self.fire(Event.ITERATION_BEGIN)
         started = time.perf_counter()
         self.step_blobs = self.train_step(batches)
         self.blobs = self.step_blobs[-1]
@@ -134,7 +137,8 @@ class AnyExp:
         end_of_epoch = state.iteration == self.epoch_iterations
         if end_of_epoch or state.global_step % info.record_every == 0:
             self.record_train()
-        self.fire(Event.ITERATION_END)
+        if Event.ITERATION_END in heard:
+            self.fire(Event.ITERATION_END)
         if end_of_epoch or (info.iterations_per_test and state.iteration % info.iterations_per_test == 0):
             self.run_test()
         if self.world_size > 1 or state.stop_requested is not None:  # one process, no request: nothing to agree
@@ -148,7 +152,7 @@ class AnyExp:
         every = self.info.checkpoint_every
         return bool(self.state.checkpoint_requested or every and self.state.global_step % every == 0)
 
-    def train_step(self, batches: list) -> list[dict]:
+    def train_step(self, batches: Sequence) -> list[dict]:
         """One optimizer step on `batches` (accumulate_grad_batches of them); returns each one's blobs of
         `forward`. Their gradients are summed with each loss divided by their number, so the step equals one on
         all of them at once (for equal batch sizes); only the last one all-reduces under DDP."""
@@ -158,10 +162,10 @@ class AnyExp:
                 step_blobs.append(self.forward_backward(batch, i == 0, len(batches)))
         step_blobs.append(self.forward_backward(batches[-1], len(batches) == 1, len(batches)))
         self.clip_gradients()
-        if self.scaler.is_enabled():
+        if self.scales_loss:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:  # a disabled scaler would only pass the call on
+        else:
             self.optimizer.step()
         step_blobs[-1]["learning_rate"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         if self.lr_scheduler is not None:
@@ -177,8 +181,9 @@ class AnyExp:
         if first:
             self.optimizer.zero_grad(set_to_none=True)
         loss = blobs["loss"] / of if of > 1 else blobs["loss"]  # dividing by 1 would cost an op and its backward
-        (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
-        blobs.setdefault("batch_size", data.batch_size(labels))  # forward may set it
+        (self.scaler.scale(loss) if self.scales_loss else loss).backward()
+        if "batch_size" not in blobs:  # forward may set it
+            blobs["batch_size"] = data.batch_size(labels)
         return blobs
 
     def clip_gradients(self) -> None:
@@ -258,10 +263,14 @@ class AnyExp:
         """`batch` of `dataset` as the network takes it, on this process's device. Inputs and labels may be
         tensors or tuples, lists and dicts of them (boxes per image, padded sequences with their lengths)."""
         inputs, labels = batch
-        inputs = data.to_device(inputs, self.device, dataset)
+        if self.moves_batches:
+            inputs, labels = data.move(inputs, self.device), data.move(labels, self.device)
+        transform = data.device_transform(dataset)
+        if transform is not None:
+            inputs = transform(inputs)
         if self.info.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs, data.move(labels, self.device)
+        return inputs, labels
 
     def run_forward(self, inputs: Any, labels: Any) -> dict:
         """`forward`, under autocast with mixed precision (without, no context is entered: a few µs a step)."""
@@ -283,14 +292,16 @@ class AnyExp:
         self.record("train", values)
 
     def update_meters(self, meters: dict[str, Any], blobs: dict) -> None:
-        """Each meter's update on `blobs`; a metric reading a blob that forward does not return is an opts error."""
-        for name, meter in meters.items():
-            try:
-                meter.update(blobs)
-            except KeyError as e:
-                raise UsageError(f"output.metrics: {name!r} reads the blob {e.args[0]!r}, which "
-                                 f"{type(self).__name__}.forward does not return; it returns "
-                                 f"{', '.join(map(str, blobs))}") from None
+        """Each meter's update on `blobs` (without autograd: one context for all of them, not one each); a metric
+        reading a blob that forward does not return is an opts error."""
+        with torch.no_grad():
+            for name, meter in meters.items():
+                try:
+                    meter.update(blobs)
+                except KeyError as e:
+                    raise UsageError(f"output.metrics: {name!r} reads the blob {e.args[0]!r}, which "
+                                     f"{type(self).__name__}.forward does not return; it returns "
+                                     f"{', '.join(map(str, blobs))}") from None
 
     def record(self, kind: str, values: dict[str, float]) -> None:
         """Append one row of `kind` ('train' or 'test') metrics at the current fractional epoch; it is the row
