@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -72,6 +71,8 @@ class AnyExp:
         distributed.check_meters({m.name: m.meter for m in parts.metrics}, self.world_size)
         self.handlers = list(parts.handlers)
         self.dispatch = self.calls_by_event()
+        self.unrecorded_iteration_end = [(handler, call) for handler, call in self.dispatch.get(Event.ITERATION_END, ())
+                                         if handler is None or not handler.recorded_iterations_only]
         self.gen_output = parts.gen_output or output_generator.gen_output
         self.checkpoint_name = parts.checkpoint_name or gen_checkpoint_path.checkpoint_name
 
@@ -111,6 +112,7 @@ class AnyExp:
         train_batches = self.train_batches(epoch, self.state.iteration)
         self.network.train()
         steps = zip(*[train_batches] * self.info.accumulate_grad_batches)  # each step's batches, grouped in C
+        self.state.throughput.restart(self.state.global_step)
         for iteration, batches in zip(self.list_of_epoch_iters(), steps):
             self.run_iteration(iteration, batches)
             if self.state.stop:
@@ -128,23 +130,25 @@ class AnyExp:
         state.iteration, self.row = iteration, None
         if Event.ITERATION_BEGIN in heard:  # per step, even the call to fire() costs (see loop_overhead.py)
             self.fire(Event.ITERATION_BEGIN)
-        started = time.perf_counter()
         self.step_blobs = self.train_step(batches)
         self.blobs = self.step_blobs[-1]
-        state.throughput.secs += time.perf_counter() - started
-        state.throughput.iterations += 1
         state.iteration, state.global_step = iteration + 1, state.global_step + 1
         end_of_epoch = state.iteration == self.epoch_iterations
         if end_of_epoch or state.global_step % info.record_every == 0:
             self.record_train()
-        if Event.ITERATION_END in heard:
-            self.fire(Event.ITERATION_END)
+        calls = heard.get(Event.ITERATION_END) if self.row is not None else self.unrecorded_iteration_end
+        if calls:
+            self.call_handlers(Event.ITERATION_END, calls, {})
         if end_of_epoch or (info.iterations_per_test and state.iteration % info.iterations_per_test == 0):
+            state.throughput.pause()  # not training time
             self.run_test()
+            state.throughput.resume()
         if self.world_size > 1 or state.stop_requested is not None:  # one process, no request: nothing to agree
             distributed.agree_stop(self)  # every rank stops at the same iteration, whichever rank was asked
         if self.checkpoint_due() and not end_of_epoch and not state.stop:  # run_epoch saves those
+            state.throughput.pause()
             self.save_checkpoint()
+            state.throughput.resume()
 
     def checkpoint_due(self) -> bool:
         """Whether this iteration boundary writes a checkpoint: one was requested or checkpoint_every says so
@@ -286,7 +290,7 @@ class AnyExp:
         for blobs in self.step_blobs:
             self.update_meters(self.train_meters, blobs)
         values = distributed.compute_all(self.train_meters, self)  # one reduction for all of them
-        secs = self.state.throughput.take()
+        secs = self.state.throughput.take(self.state.global_step)
         values.update(secs_per_train=secs, samples_per_sec=self.total_batch_size / secs if secs else 0.0,
                       learning_rate=self.blobs["learning_rate"])
         self.record("train", values)
@@ -352,7 +356,11 @@ class AnyExp:
     def fire(self, event: Event, **kwargs: Any) -> None:
         """Call this experiment's hook `on_<event>`, then the handlers acting on it; an event nobody hears costs
         one lookup."""
-        for handler, call in self.dispatch.get(event, ()):
+        self.call_handlers(event, self.dispatch.get(event, ()), kwargs)
+
+    def call_handlers(self, event: Event, calls: list[tuple[EventHandler | None, Callable]], kwargs: dict) -> None:
+        """`calls` (of calls_by_event) at `event`: a handler's error becomes a HandlerError naming it."""
+        for handler, call in calls:
             if handler is None:  # this experiment's own hook
                 call(self, **kwargs)
                 continue
