@@ -25,7 +25,6 @@ from conftest import ROOT
 from playground import runner
 from playground.anyexp import AnyExp
 from playground.errors import Stopped, UsageError
-from playground.events import Event
 from playground.handlers import DumpGraph
 from playground.state import StopRequest
 from zoo.seq2seq.attention_png import AttentionHeatmap
@@ -315,14 +314,15 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
     whole = build(tmp_path / "whole")
     whole.run()
     first = build(tmp_path / "half")
-    fire = first.fire
+    train_step = first.train_step
 
-    def stop_at_step_4(event, **kwargs):  # as a SIGTERM arriving during the 4th step would
-        fire(event, **kwargs)
-        if event is Event.ITERATION_END and first.state.global_step == 4:
+    def stop_in_step_4(batches):  # as a SIGTERM arriving during the 4th step would
+        blobs = train_step(batches)
+        if first.state.global_step == 3:  # steps done before this one
             first.request_stop(StopRequest("signal", "SIGTERM"))
+        return blobs
 
-    first.fire = stop_at_step_4
+    first.train_step = stop_in_step_4
     with pytest.raises(Stopped):
         first.run()
     assert (tmp_path / "half" / "model_checkpoint_epoch1_iter1.pt").exists()  # mid-epoch: 3 iterations each
