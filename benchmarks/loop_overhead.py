@@ -187,7 +187,7 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     wrap = timings.wrap
     train_batches = exp.train_batches
     exp.train_batches = lambda *a: timings.wrap_iterator("fetch", wrap("epoch's batch lists", train_batches)(*a))
-    exp.fire = wrap("fire", exp.fire)
+    exp.call_handlers = wrap("fire", exp.call_handlers)  # every event's calls go through it
     exp.checkpoint_due = wrap("timer", wrap("checkpoint_due", exp.checkpoint_due))  # the probe of timer_secs
     for name in ("record_train", "to_device", "forward_backward", "run_forward", "clip_gradients"):
         if hasattr(exp, name):  # the seams of this version of the loop
@@ -208,7 +208,7 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     distributed.agree_stop = wrap("agree_stop", distributed.agree_stop)  # anyexp calls it through the module
     torch.Tensor.backward = wrap("backward", torch.Tensor.backward)
     return [("batch fetch (next batch)", "fetch"), ("batch lists (per epoch)", "epoch's batch lists"),
-            ("events (fire)", "fire"), ("stop vote (agree_stop)", "agree_stop"),
+            ("events (hooks and handlers)", "fire"), ("stop vote (agree_stop)", "agree_stop"),
             ("checkpoint rule", "checkpoint_due"), ("recording (record_train)", "record_train"),
             ("to_device", "to_device"), ("autocast context", "autocast"), ("no_sync context", "no_sync"),
             ("grad scaler, less the optimizer step", "scaler"), ("forward, less network and loss", "forward"),

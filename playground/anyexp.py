@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -52,6 +51,7 @@ class AnyExp:
         self.blobs: dict = {}            # those of its last batch
         self.row: dict | None = None     # the row recorded at the current event, if any (see add_to_row)
         self.network = parts.network.to(self.device)
+        self.moves_batches = self.device.type != "cpu"  # datasets make batches on the CPU: there, they stay put
         if info.sync_batchnorm and self.world_size > 1:
             self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
         if info.channels_last:
@@ -63,6 +63,7 @@ class AnyExp:
         self.optimizer, self.lr_scheduler = parts.optimizer, parts.lr_scheduler
         self.autocast_dtype = AUTOCAST[info.mixed_precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.scales_loss = self.scaler.is_enabled()  # fp16 only; a disabled scaler would only pass calls on
         self.train_dataset, self.test_dataset = parts.train_data, parts.test_data
         self.meters = {m.name: (m.is_train, m.meter) for m in parts.metrics}
         self.train_meters = {m.name: m.meter for m in parts.metrics if m.is_train}
@@ -70,6 +71,8 @@ class AnyExp:
         distributed.check_meters({m.name: m.meter for m in parts.metrics}, self.world_size)
         self.handlers = list(parts.handlers)
         self.dispatch = self.calls_by_event()
+        self.unrecorded_iteration_end = [(handler, call) for handler, call in self.dispatch.get(Event.ITERATION_END, ())
+                                         if handler is None or not handler.recorded_iterations_only]
         self.gen_output = parts.gen_output or output_generator.gen_output
         self.checkpoint_name = parts.checkpoint_name or gen_checkpoint_path.checkpoint_name
 
@@ -108,9 +111,10 @@ class AnyExp:
         self.fire(Event.EPOCH_BEGIN)
         train_batches = self.train_batches(epoch, self.state.iteration)
         self.network.train()
-        per_step = self.info.accumulate_grad_batches
-        for iteration in self.list_of_epoch_iters():
-            self.run_iteration(iteration, [next(train_batches) for _ in range(per_step)])
+        steps = zip(*[train_batches] * self.info.accumulate_grad_batches)  # each step's batches, grouped in C
+        self.state.throughput.restart(self.state.global_step)
+        for iteration, batches in zip(self.list_of_epoch_iters(), steps):
+            self.run_iteration(iteration, batches)
             if self.state.stop:
                 self.save_checkpoint()
                 return
@@ -121,26 +125,30 @@ class AnyExp:
         distributed.agree_stop(self, now=True)
         self.save_checkpoint()
 
-    def run_iteration(self, iteration: int, batches: list) -> None:
-        state, info = self.state, self.info
+    def run_iteration(self, iteration: int, batches: Sequence) -> None:
+        state, info, heard = self.state, self.info, self.dispatch
         state.iteration, self.row = iteration, None
-        self.fire(Event.ITERATION_BEGIN)
-        started = time.perf_counter()
+        if Event.ITERATION_BEGIN in heard:  # per step, even the call to fire() costs (see loop_overhead.py)
+            self.fire(Event.ITERATION_BEGIN)
         self.step_blobs = self.train_step(batches)
         self.blobs = self.step_blobs[-1]
-        state.throughput.secs += time.perf_counter() - started
-        state.throughput.iterations += 1
         state.iteration, state.global_step = iteration + 1, state.global_step + 1
         end_of_epoch = state.iteration == self.epoch_iterations
         if end_of_epoch or state.global_step % info.record_every == 0:
             self.record_train()
-        self.fire(Event.ITERATION_END)
+        calls = heard.get(Event.ITERATION_END) if self.row is not None else self.unrecorded_iteration_end
+        if calls:
+            self.call_handlers(Event.ITERATION_END, calls, {})
         if end_of_epoch or (info.iterations_per_test and state.iteration % info.iterations_per_test == 0):
+            state.throughput.pause()  # not training time
             self.run_test()
+            state.throughput.resume()
         if self.world_size > 1 or state.stop_requested is not None:  # one process, no request: nothing to agree
             distributed.agree_stop(self)  # every rank stops at the same iteration, whichever rank was asked
         if self.checkpoint_due() and not end_of_epoch and not state.stop:  # run_epoch saves those
+            state.throughput.pause()
             self.save_checkpoint()
+            state.throughput.resume()
 
     def checkpoint_due(self) -> bool:
         """Whether this iteration boundary writes a checkpoint: one was requested or checkpoint_every says so
@@ -148,7 +156,7 @@ class AnyExp:
         every = self.info.checkpoint_every
         return bool(self.state.checkpoint_requested or every and self.state.global_step % every == 0)
 
-    def train_step(self, batches: list) -> list[dict]:
+    def train_step(self, batches: Sequence) -> list[dict]:
         """One optimizer step on `batches` (accumulate_grad_batches of them); returns each one's blobs of
         `forward`. Their gradients are summed with each loss divided by their number, so the step equals one on
         all of them at once (for equal batch sizes); only the last one all-reduces under DDP."""
@@ -158,10 +166,10 @@ class AnyExp:
                 step_blobs.append(self.forward_backward(batch, i == 0, len(batches)))
         step_blobs.append(self.forward_backward(batches[-1], len(batches) == 1, len(batches)))
         self.clip_gradients()
-        if self.scaler.is_enabled():
+        if self.scales_loss:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:  # a disabled scaler would only pass the call on
+        else:
             self.optimizer.step()
         step_blobs[-1]["learning_rate"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         if self.lr_scheduler is not None:
@@ -177,8 +185,9 @@ class AnyExp:
         if first:
             self.optimizer.zero_grad(set_to_none=True)
         loss = blobs["loss"] / of if of > 1 else blobs["loss"]  # dividing by 1 would cost an op and its backward
-        (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
-        blobs.setdefault("batch_size", data.batch_size(labels))  # forward may set it
+        (self.scaler.scale(loss) if self.scales_loss else loss).backward()
+        if "batch_size" not in blobs:  # forward may set it
+            blobs["batch_size"] = data.batch_size(labels)
         return blobs
 
     def clip_gradients(self) -> None:
@@ -258,10 +267,14 @@ class AnyExp:
         """`batch` of `dataset` as the network takes it, on this process's device. Inputs and labels may be
         tensors or tuples, lists and dicts of them (boxes per image, padded sequences with their lengths)."""
         inputs, labels = batch
-        inputs = data.to_device(inputs, self.device, dataset)
+        if self.moves_batches:
+            inputs, labels = data.move(inputs, self.device), data.move(labels, self.device)
+        transform = data.device_transform(dataset)
+        if transform is not None:
+            inputs = transform(inputs)
         if self.info.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs, data.move(labels, self.device)
+        return inputs, labels
 
     def run_forward(self, inputs: Any, labels: Any) -> dict:
         """`forward`, under autocast with mixed precision (without, no context is entered: a few µs a step)."""
@@ -277,20 +290,22 @@ class AnyExp:
         for blobs in self.step_blobs:
             self.update_meters(self.train_meters, blobs)
         values = distributed.compute_all(self.train_meters, self)  # one reduction for all of them
-        secs = self.state.throughput.take()
+        secs = self.state.throughput.take(self.state.global_step)
         values.update(secs_per_train=secs, samples_per_sec=self.total_batch_size / secs if secs else 0.0,
                       learning_rate=self.blobs["learning_rate"])
         self.record("train", values)
 
     def update_meters(self, meters: dict[str, Any], blobs: dict) -> None:
-        """Each meter's update on `blobs`; a metric reading a blob that forward does not return is an opts error."""
-        for name, meter in meters.items():
-            try:
-                meter.update(blobs)
-            except KeyError as e:
-                raise UsageError(f"output.metrics: {name!r} reads the blob {e.args[0]!r}, which "
-                                 f"{type(self).__name__}.forward does not return; it returns "
-                                 f"{', '.join(map(str, blobs))}") from None
+        """Each meter's update on `blobs` (without autograd: one context for all of them, not one each); a metric
+        reading a blob that forward does not return is an opts error."""
+        with torch.no_grad():
+            for name, meter in meters.items():
+                try:
+                    meter.update(blobs)
+                except KeyError as e:
+                    raise UsageError(f"output.metrics: {name!r} reads the blob {e.args[0]!r}, which "
+                                     f"{type(self).__name__}.forward does not return; it returns "
+                                     f"{', '.join(map(str, blobs))}") from None
 
     def record(self, kind: str, values: dict[str, float]) -> None:
         """Append one row of `kind` ('train' or 'test') metrics at the current fractional epoch; it is the row
@@ -341,7 +356,11 @@ class AnyExp:
     def fire(self, event: Event, **kwargs: Any) -> None:
         """Call this experiment's hook `on_<event>`, then the handlers acting on it; an event nobody hears costs
         one lookup."""
-        for handler, call in self.dispatch.get(event, ()):
+        self.call_handlers(event, self.dispatch.get(event, ()), kwargs)
+
+    def call_handlers(self, event: Event, calls: list[tuple[EventHandler | None, Callable]], kwargs: dict) -> None:
+        """`calls` (of calls_by_event) at `event`: a handler's error becomes a HandlerError naming it."""
+        for handler, call in calls:
             if handler is None:  # this experiment's own hook
                 call(self, **kwargs)
                 continue

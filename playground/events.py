@@ -3,7 +3,8 @@
 At every event the experiment first calls its own hook method `exp.on_<event>()` (no-op in AnyExp; override it
 in a subclass or through additional_override_py), then the handlers that override `on_<event>`: by phase
 (ADD_TO_ROW, WRITE, DECIDE, REPORT), and within a phase in list order. A handler's trigger (N, "iteration") or
-(N, "epoch") lets its events of that unit through only at every N-th one.
+(N, "epoch") lets its events of that unit through only at every N-th one. A handler that acts only on recorded
+rows (`recorded_iterations_only`) hears iteration_end only at the iterations that record a train row.
 """
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ class EventHandler:
 
     phase: Phase = Phase.DECIDE
     trigger: Trigger | None = None
+    # True promises that on_iteration_end does nothing where exp.row is None (iterations that record no train
+    # row), as with writers of rows; the loop then skips calling it there, a call less at every step.
+    recorded_iterations_only: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every subclass's constructor the `trigger` keyword, without each one declaring it."""

@@ -62,8 +62,8 @@ class Meter:
     def reset(self) -> None:
         self.sums = None
 
-    @torch.no_grad()
     def update(self, blobs: dict) -> None:
+        """Add this batch's sums (the loop calls it without autograd; built-ins detach what they read)."""
         batch = self.batch_sums(blobs)
         self.sums = batch if self.sums is None else self.sums + batch
 
@@ -140,7 +140,6 @@ class TorchMetric:
         self.metric.reset()
         self.updates = 0
 
-    @torch.no_grad()
     def update(self, blobs: dict) -> None:
         args = [_detached(blob(blobs, name)) for name in self.names]
         tensor = _first_tensor(args)

@@ -3,6 +3,7 @@ rest (requests, clocks, the latest values) is rebuilt or restarted when a run re
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,15 +25,30 @@ class StopRequest:
 
 @dataclass
 class ThroughputClock:
-    """Training seconds and iterations since the last recorded row (the row's secs_per_train)."""
+    """Wall seconds of training since the last recorded row (its secs_per_train): batch fetch, steps and
+    handlers count, test passes and checkpoints do not (the loop pauses it around them). Read only when a row
+    is recorded, so a step costs it nothing."""
 
-    secs: float = 0.0
-    iterations: int = 0
+    secs: float = 0.0            # of the stretches before the current one
+    since: float | None = None   # when the current stretch began; None while paused
+    step: int = 0                # the global step at the last take (or restart)
 
-    def take(self) -> float:
-        """Seconds per iteration since the last call, and restart."""
-        secs = self.secs / max(self.iterations, 1)
-        self.secs, self.iterations = 0.0, 0
+    def restart(self, step: int) -> None:
+        self.secs, self.since, self.step = 0.0, time.perf_counter(), step
+
+    def pause(self) -> None:
+        if self.since is not None:
+            self.secs += time.perf_counter() - self.since
+            self.since = None
+
+    def resume(self) -> None:
+        self.since = time.perf_counter()
+
+    def take(self, step: int) -> float:
+        """Seconds per iteration from the last take to global step `step`, and restart."""
+        self.pause()
+        secs = self.secs / max(step - self.step, 1)
+        self.restart(step)
         return secs
 
 

@@ -27,6 +27,7 @@ from playground.cli import UsageParser  # a plugin command (pyproject.toml): cli
 from playground.errors import PlaygroundError, UsageError
 from resnetdemo import shapes
 from resnetdemo.lmdb_format import ENCODINGS, FORMAT_VERSION, LmdbReader, LmdbWriter, encode_image
+from resnetdemo.resize import resize_shorter_side
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +171,6 @@ def _encode_file(task: tuple[Path, int], *, resize_shorter: int | None, encoding
     if image is None:
         return "OpenCV cannot decode it"
     if resize_shorter is not None:
-        from resnetdemo.transforms import resize_shorter_side  # with torch (about 1 s): only when resizing
-
         image = resize_shorter_side(image, resize_shorter)
     return EncodedImage(encode_image(image, encoding, quality), label, min(image.shape[:2]))
 

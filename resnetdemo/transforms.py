@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from playground import data
+from resnetdemo.resize import resize_shorter_side
 
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)  # 0-255 scale
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
@@ -62,17 +63,6 @@ def counter_uniforms(key: int, indices: Sequence[int], count: int = NUM_DRAWS) -
     bits = _splitmix64(streams[:, None] + counters)
     bits >>= _U64(11)
     return bits * 2.0 ** -53
-
-
-def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
-    """`image` scaled so that its shorter side is `size` pixels; returned unchanged if it already is."""
-    height, width = image.shape[:2]
-    if min(height, width) == size:
-        return image
-    scale = size / min(height, width)
-    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, new_size, interpolation=interpolation)
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:

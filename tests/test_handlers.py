@@ -295,6 +295,12 @@ def test_progress_bar_is_absent_off_a_terminal_with_plain_lines_instead(small, t
     lines = [r.getMessage() for r in caplog.records if r.name == "playground.handlers.progress"]
     assert "epoch 1/3 iteration 1/4 (25%) train_loss=" in lines[0] and "epoch ETA" in lines[0]
     assert len(lines) == 12  # every iteration, as log_every_s is 0
+    caplog.clear()
+    small["output"].update(record_every_iters=3, checkpoint_folder=str(tmp_path / "every3"))
+    assert run(small, tmp_path, "every3.json") == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "playground.handlers.progress"]
+    recorded = [(1, 3), (1, 4), (2, 2), (2, 4), (3, 1), (3, 4)]  # global steps 3, 6, 9 and each epoch's last
+    assert [line.split(" (")[0] for line in lines] == [f"epoch {e}/3 iteration {i}/4" for e, i in recorded]
 
 
 def test_progress_bar_draws_through_tqdm_auto_so_a_notebook_gets_a_widget(small, tmp_path, monkeypatch):

@@ -124,3 +124,22 @@ def test_a_trigger_from_opts_and_a_bad_one(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "output.handlers[0]" in error and "trigger = [0, 'epochs']" in error
     assert not (tmp_path / "run").exists()
+
+
+def test_handlers_of_rows_only_hear_iteration_end_at_recorded_iterations_and_others_at_every_one(tmp_path):
+    """record_every 3 over two epochs of 4: rows at steps 3, 4 (an epoch's last), 6 and 8."""
+    class Count(EventHandler):
+        def __init__(self, rows_only: bool):
+            self.recorded_iterations_only, self.seen = rows_only, []
+
+        def on_iteration_end(self, exp):
+            self.seen.append((exp.state.global_step, exp.row is not None))
+
+    rows_only, every = Count(True), Count(False)
+    recorder = Recorder()
+    tiny_experiment(tmp_path, [rows_only, every, recorder], epochs=2, iterations=4, record_every=3).run()
+    assert rows_only.seen == [(3, True), (4, True), (6, True), (8, True)]
+    assert every.seen == [(step, step in (3, 4, 6, 8)) for step in range(1, 9)]
+    assert recorder.recorded_iterations_only and LogReport().recorded_iterations_only
+    with open(tmp_path / "train.csv") as f:
+        assert [row["iteration"] for row in csv.DictReader(f)] == ["3", "4", "6", "8"]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from playground import data
 from playground.builtins.synthetic_input import make
+from playground.meters import ComputeLoss
 from playground.events import EventHandler
 from playground.testing import TinyExperiment, tiny_experiment
 
@@ -107,3 +108,38 @@ def test_forward_runs_under_autocast_exactly_when_mixed_precision_is_on(tmp_path
         Spy(plain.parts, plain.info).run()
         assert {training for training, _ in seen} == {True, False}  # training and test batches
         assert {autocast for _, autocast in seen} == {precision == "bf16"}, precision
+
+
+def test_each_step_takes_its_own_consecutive_batches_and_no_batch_more(tmp_path):
+    """Batches are grouped per step as they are fetched (accumulate_grad_batches of them): step i gets batches
+    k*i..k*i+k-1 of the epoch, and the epoch fetches exactly iterations * k of them."""
+    steps: list[list[str]] = []
+    fetched: list[str] = []
+
+    class Spy(TinyExperiment):
+        def train_batches(self, epoch, start):
+            for batch in super().train_batches(epoch, start):
+                fetched.append(digest([batch]))
+                yield batch
+
+        def train_step(self, batches):
+            steps.append([digest([batch]) for batch in batches])
+            return super().train_step(batches)
+
+    plain = tiny_experiment(tmp_path, epochs=1, iterations=3, batch_size=4, accumulate_grad_batches=2,
+                            total_batch_size=8)
+    plain.train_dataset = make(64, 4, 3, 1.0, seed=3, split="train")
+    Spy(plain.parts, plain.info).run_epoch(0)
+    assert len(fetched) == 6 and steps == [fetched[0:2], fetched[2:4], fetched[4:6]]
+
+
+def test_meters_build_no_autograd_graph_even_when_they_do_not_detach(tmp_path):
+    class Undetached(ComputeLoss):
+        def batch_sums(self, blobs):  # reads the loss as it is, requiring grad
+            return torch.stack((blobs["loss"] * blobs["batch_size"], torch.ones(()))).double()
+
+    exp = tiny_experiment(tmp_path, epochs=1, iterations=2)
+    meter = Undetached("loss")
+    exp.train_meters["train_undetached"] = meter
+    exp.run_epoch(0)
+    assert meter.sums is not None and not meter.sums.requires_grad

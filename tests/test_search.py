@@ -191,6 +191,19 @@ def test_a_bad_trial_is_pruned_after_a_checkpoint_and_recorded_as_pruned(tmp_pat
     assert saved["id"] == search_id and saved["search"]["space"] == doc["search"]["space"]
 
 
+def test_a_trial_of_a_search_without_a_pruner_never_imports_optuna(tmp_path, runs_root):
+    """Optuna costs each trial about 0.8 CPU-s to import; only pruning needs it in the trial's process."""
+    doc = search_doc({"model_param.base_learning_rate": {"choice": [0.1]}}, algorithm={"type": "grid"}, budget={})
+    result = run("search", "--parameters-json", write(tmp_path / "s.json", doc), PLAYGROUND_RUNS=str(runs_root),
+                 PYTHONPROFILEIMPORTTIME="1", timeout=240)  # every process lists what it imports on its stderr
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (trial,) = load_study(result.stdout.split()[1].rstrip(":"), str(runs_root)).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    console = (runs_root / trial.user_attrs["tag"] / "console.txt").read_text()  # the trial process's stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in console.splitlines() if line.startswith("import time:")}
+    assert "torch" in imported and "optuna" not in imported
+
+
 def test_the_time_budget_and_another_storage_are_kept_where_load_study_finds_them(tmp_path, runs_root):
     doc = search_doc(budget={"trials": 5, "time_s": 1e-6})  # spent before the first trial could start
     url = f"sqlite:///{tmp_path / 'studies.db'}"
@@ -242,6 +255,17 @@ def test_sweep_grid_is_a_grid_search_whose_study_holds_its_points(tmp_path, runs
     assert [t.user_attrs["tag"] for t in study.trials] == [p["tag"] for p in sweep["points"]]
     assert [t.user_attrs["sampled"] for t in study.trials] == [p["values"] for p in sweep["points"]]
     assert os.path.isdir(search_folder(sweep["id"], str(runs_root)))
+
+
+def test_search_help_shows_report_as_an_optional_sub_command(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["search", "--help"])
+    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert exited.value.code == 0 and usage.splitlines() == [
+        "usage: playground search --parameters-json JSON_OR_FILE [--jobs JOBS] [--gpus-per-trial G] [--storage URL] "
+        "[--dry-run]",
+        "       playground search report ID [--root ROOT] [--storage URL]"]
+    assert "optional sub-command:" in rest and "positional arguments" not in rest
 
 
 def test_a_search_file_needs_its_search_section(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """Commands that train nothing start without torch (about a second to import): `playground make-lmdb` reads,
-decodes and encodes images with OpenCV alone, and imports torch only to resize them (resnetdemo.transforms)."""
+decodes, resizes and encodes images with OpenCV alone."""
 from __future__ import annotations
 
 import subprocess
@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 
 cv2 = pytest.importorskip("cv2")
+from resnetdemo.lmdb_format import LmdbReader  # noqa: E402 (needs the vision extra, like cv2)
 
 # The real command in a fresh interpreter; it reports what it imported, whatever it returns or raises.
 SCRIPT = """
@@ -38,7 +39,9 @@ def test_make_lmdb_help_and_builds_do_not_import_torch(tmp_path):
         for i in range(2):
             cv2.imwrite(str(tmp_path / "src" / name / f"{i}.png"), np.full((20, 30, 3), 40 * i, np.uint8))
     for args in (["--help"], ["--synthetic", "shapes", str(tmp_path / "shapes"), "--num", "4", "--jobs", "1"],
-                 [str(tmp_path / "src"), str(tmp_path / "folder"), "--jobs", "1"]):
+                 [str(tmp_path / "src"), str(tmp_path / "folder"), "--jobs", "1"],
+                 [str(tmp_path / "src"), str(tmp_path / "resized"), "--resize-shorter", "10", "--jobs", "1"]):
         code, output = playground_imports("make-lmdb", *args)
         assert code == 0 and "heavy imports: []" in output, (args, output)
     assert (tmp_path / "folder" / "data.mdb").exists() and (tmp_path / "shapes" / "data.mdb").exists()
+    assert LmdbReader(tmp_path / "resized").meta["min_shorter_side"] == 10

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 import torch
 
 from conftest import ROOT, example_opts, playground, write_opts
-from playground import cli
+from playground import cli, data
 from playground.errors import ComponentError
 from playground.runner import experiment_class, prepare
+from playground.testing import tiny_experiment
 
 
 def test_mlp_example_learns_and_writes_its_outputs(tiny_opts, tmp_path):
@@ -56,6 +58,14 @@ def test_same_opts_and_seed_give_the_same_weights(tiny_opts, tmp_path):
         assert cli.main(["run", "--parameters-json", write_opts(tmp_path, tiny_opts)]) == 0
         finals.append(torch.load(tmp_path / name / "model_final.pt", weights_only=True)["model"])
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_the_softmax_blob_is_over_the_class_dim_of_per_pixel_scores():
+    from playground.builtins.classification_model import Blobs
+
+    logits = torch.randn(2, 3, 4, 5)  # (N, C, H, W): 3 classes per pixel
+    assert torch.allclose(Blobs(logits=logits)["softmax"].sum(1), torch.ones(2, 4, 5))
+    assert torch.allclose(Blobs(logits=logits[:, :, 0, 0])["softmax"], logits[:, :, 0, 0].softmax(-1))
 
 
 def test_record_every_iters_thins_train_records(tiny_opts, tmp_path):
@@ -134,3 +144,27 @@ def test_a_stop_at_a_scheduled_checkpoint_writes_it_once(tiny_opts, tmp_path, mo
 
     mid_epoch = [p for p in stop_at_four.StopAtFour.saved if not p.endswith("model_final.pt")]
     assert len(mid_epoch) == 1, stop_at_four.StopAtFour.saved  # the scheduled checkpoint is the stop's
+
+
+class Slow(data.TensorData):
+    """Batches that take `secs` to read."""
+
+    def __init__(self, tensors, secs: float):
+        super().__init__(*tensors)
+        self.secs = secs
+
+    def get_batch(self, indices):
+        time.sleep(self.secs)
+        return super().get_batch(indices)
+
+
+def test_secs_per_train_counts_the_batch_fetch_but_not_test_passes_or_checkpoints(tmp_path):
+    """What a user tuning the input pipeline needs to see: a slow read slows the recorded throughput; a test pass
+    (0.3 s) and a checkpoint after each iteration do not."""
+    exp = tiny_experiment(tmp_path, epochs=1, iterations=3, iterations_per_test=1, checkpoint_every=1)
+    exp.train_dataset = Slow(exp.train_dataset.tensors, 0.05)
+    exp.test_dataset = Slow(exp.test_dataset.tensors, 0.3)
+    exp.run()
+    secs = [row["secs_per_train"] for row in exp.history["train"]]
+    assert len(secs) == 3 and all(0.05 <= s < 0.25 for s in secs), secs
+    assert [row["samples_per_sec"] for row in exp.history["train"]] == [8 / s for s in secs]

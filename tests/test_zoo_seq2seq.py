@@ -25,7 +25,6 @@ from conftest import ROOT
 from playground import runner
 from playground.anyexp import AnyExp
 from playground.errors import Stopped, UsageError
-from playground.events import Event
 from playground.handlers import DumpGraph
 from playground.state import StopRequest
 from zoo.seq2seq.attention_png import AttentionHeatmap
@@ -315,14 +314,15 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
     whole = build(tmp_path / "whole")
     whole.run()
     first = build(tmp_path / "half")
-    fire = first.fire
+    train_step = first.train_step
 
-    def stop_at_step_4(event, **kwargs):  # as a SIGTERM arriving during the 4th step would
-        fire(event, **kwargs)
-        if event is Event.ITERATION_END and first.state.global_step == 4:
+    def stop_in_step_4(batches):  # as a SIGTERM arriving during the 4th step would
+        blobs = train_step(batches)
+        if first.state.global_step == 3:  # steps done before this one
             first.request_stop(StopRequest("signal", "SIGTERM"))
+        return blobs
 
-    first.fire = stop_at_step_4
+    first.train_step = stop_in_step_4
     with pytest.raises(Stopped):
         first.run()
     assert (tmp_path / "half" / "model_checkpoint_epoch1_iter1.pt").exists()  # mid-epoch: 3 iterations each
@@ -351,6 +351,19 @@ def test_heatmap_index_past_the_test_split_is_refused_before_training(tmp_path):
         AttentionHeatmap(index=20).on_train_begin(exp)
     with pytest.raises(ValueError, match="index must be"):
         AttentionHeatmap(index=-1)
+
+
+def test_the_heatmap_draws_its_sample_without_touching_the_runs_random_numbers(tmp_path):
+    """A network that draws random numbers even in eval mode (as Monte Carlo dropout does) leaves the training
+    run's generator where it was: a run trains the same with the handler as without."""
+    def draw_a_random_number(module, inputs) -> None:
+        torch.rand(1)
+
+    exp = build(tmp_path)
+    exp.network.register_forward_pre_hook(draw_a_random_number)
+    state = torch.get_rng_state()
+    AttentionHeatmap(index=3).on_test_end(exp)
+    assert torch.equal(torch.get_rng_state(), state) and (tmp_path / "attention.png").exists()
 
 
 def test_the_example_passes_the_opts_schema_it_names():

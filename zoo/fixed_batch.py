@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 import torch
 
@@ -12,13 +12,22 @@ if TYPE_CHECKING:
     from playground.anyexp import AnyExp
 
 
-def fixed_test_batch(exp: AnyExp, num: int) -> tuple[Any, Any, Any]:
-    """(inputs on the device, labels, the network's outputs in eval mode) of the first `num` test samples: the
-    same batch at every call and through both routes (opts and Estimator.fit, whose test set is val_data).
-    Reading it draws no random numbers, so training goes on as if it had not happened."""
+class FixedBatch(NamedTuple):
+    """A fixed test batch and what the network made of it."""
+
+    raw_inputs: Any  # as the dataset gives them (uint8 pixels, before its device_transform): for drawing
+    inputs: Any      # as the network took them: on the device, through the dataset's device_transform
+    labels: Any
+    outputs: Any     # the network's, in eval mode
+
+
+def fixed_test_batch(exp: AnyExp, indices: Iterable[int]) -> FixedBatch:
+    """The test samples at `indices` (those past the end left out) run through the network in eval mode: the same
+    batch at every call and through both routes (opts and Estimator.fit, whose test set is val_data). It draws
+    no random numbers from the run's generators, so training goes on as if it had not happened."""
     dataset = getattr(exp.test_dataset, "dataset", exp.test_dataset)  # a DataLoader's dataset
-    inputs, labels, *_ = data.fetch(dataset, list(range(min(num, len(dataset)))))
-    inputs = data.to_device(inputs, exp.device, dataset)
+    raw_inputs, labels, *_ = data.fetch(dataset, [i for i in indices if i < len(dataset)])
+    inputs = data.to_device(raw_inputs, exp.device, dataset)
     was_training = exp.network.training
     exp.network.eval()
     try:
@@ -26,7 +35,7 @@ def fixed_test_batch(exp: AnyExp, num: int) -> tuple[Any, Any, Any]:
             outputs = exp.network(inputs)
     finally:
         exp.network.train(was_training)
-    return inputs, labels, outputs
+    return FixedBatch(raw_inputs, inputs, labels, outputs)
 
 
 def save_figure(figure: Any, path: str) -> None:

@@ -40,12 +40,13 @@ def build_loss(param: dict) -> torch.nn.Module:
 
 
 class Blobs(dict):
-    """Outputs of a batch; 'softmax' is derived from 'logits' only when a meter asks for it."""
+    """Outputs of a batch; 'softmax' is derived from 'logits' only when a meter asks for it, over dim 1: the class
+    dim of (N, C) scores and of per-pixel (N, C, H, W) ones alike, as CrossEntropyLoss reads them."""
 
     def __missing__(self, key: str) -> torch.Tensor:
         if key != "softmax":
             raise KeyError(key)
-        self[key] = self["logits"].detach().float().softmax(-1)
+        self[key] = self["logits"].detach().float().softmax(1)
         return self[key]
 
 

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 class ProgressBar(EventHandler):
     """Iterations within the epoch, ETA, the latest loss and samples/s.
 
-    bar: true draws a tqdm bar on stderr, false logs a plain line every `log_every_s` seconds instead, null
-    (the default) draws the bar when stderr is a terminal (or a Jupyter kernel) and logs otherwise.
+    bar: true draws a tqdm bar on stderr, false logs a plain line at the first recorded iteration after every
+    `log_every_s` seconds instead, null (the default) draws the bar when stderr is a terminal (or a Jupyter
+    kernel) and logs otherwise.
     metrics: the recorded values shown; null shows every train metric with "loss" in its name, and
     samples_per_sec. While the bar shows, log lines are printed above it rather than through it.
     Added to every run unless output.progress_bar is false or the opts list a ProgressBar themselves.
@@ -30,6 +31,8 @@ class ProgressBar(EventHandler):
 
     def __init__(self, bar: bool | None = None, log_every_s: float = 30.0, metrics: list[str] | None = None):
         self.bar, self.log_every_s, self.metrics = bar, log_every_s, metrics
+        self.use_bar = _interactive() if bar is None else bar
+        self.recorded_iterations_only = not self.use_bar  # log lines show recorded values: only those iterations
         self._on = False
         self._tqdm: Any = None
         self._bar_obj: Any = None
@@ -45,8 +48,7 @@ class ProgressBar(EventHandler):
             return
         train = [name for name, (is_train, _) in getattr(exp, "meters", {}).items() if is_train]
         self._names = self.metrics or [name for name in train if "loss" in name] + ["samples_per_sec"]
-        use_bar = _interactive() if self.bar is None else self.bar
-        if use_bar:
+        if self.use_bar:
             try:
                 from tqdm.auto import tqdm  # a widget in a notebook (ipywidgets), a text bar elsewhere
                 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -77,7 +79,7 @@ class ProgressBar(EventHandler):
             if exp.row is not None:  # a recorded iteration
                 self._bar_obj.set_postfix(self._shown(exp), refresh=False)
             self._bar_obj.update(1)
-        elif self._tqdm is None and time.perf_counter() - self._last_log >= self.log_every_s:
+        elif self._tqdm is None and exp.row is not None and time.perf_counter() - self._last_log >= self.log_every_s:
             self._last_log = time.perf_counter()
             self._log_line(exp)
 

@@ -76,6 +76,7 @@ class LogReport(EventHandler):
     the checkpoint had seen, so it never holds a row twice. Rank 0 only."""
 
     phase = Phase.WRITE
+    recorded_iterations_only = True
 
     def __init__(self, filename: str = "log.jsonl"):
         self.filename = filename

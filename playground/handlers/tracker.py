@@ -46,6 +46,7 @@ class TrackerLogger(EventHandler):
     `send_metrics`, `send_files` and `close_run`."""
 
     phase = Phase.WRITE
+    recorded_iterations_only = True
 
     def __init__(self) -> None:
         self.run_id: str | None = None

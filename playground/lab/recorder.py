@@ -138,6 +138,7 @@ class Recorder(EventHandler):
     """Writes every row of `exp.history` to its CSV (and TensorBoard when `output.tensorboard`), rank 0 only."""
 
     phase = Phase.WRITE
+    recorded_iterations_only = True
 
     def __init__(self) -> None:
         self.series: dict[str, CsvSeries] = {}

@@ -14,7 +14,10 @@ from playground.errors import UsageError
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add `search` to the `playground` subcommands."""
-    search = commands.add_parser("search", help="search over opts with Optuna: every trial a tagged experiment")
+    search = commands.add_parser(
+        "search", help="search over opts with Optuna: every trial a tagged experiment",
+        usage="%(prog)s --parameters-json JSON_OR_FILE [--jobs JOBS] [--gpus-per-trial G] [--storage URL] [--dry-run]"
+              "\n       %(prog)s report ID [--root ROOT] [--storage URL]")
     search.add_argument("--parameters-json", "--opts", metavar="JSON_OR_FILE",
                         help='{"opts": {...}, "search": {...}}: inline JSON or a .json, .yaml or .yml file')
     search.add_argument("--jobs", type=int, default=1, help="trials run at once, in separate processes that divide "

@@ -4,7 +4,8 @@
                                                                          its best one ("reduce")
     params, flops       ModelStatistics' parameter count and forward FLOPs per sample (the search adds the handler)
     samples_per_sec     the run's mean training throughput (results.json's mean_samples_per_sec)
-    train_secs          seconds spent in training steps, from the recorded secs_per_train (not startup, not tests)
+    train_secs          seconds of training (batch fetch and steps), from the recorded secs_per_train (not startup,
+                        test passes or checkpoints)
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def values(folder: str, objectives: list[Objective]) -> list[float]:
 
 
 def train_secs(results: dict) -> float | None:
-    """Seconds of training steps: each recorded secs_per_train times the iterations since the record before it."""
+    """Seconds of training: each recorded secs_per_train times the iterations since the record before it."""
     series = (results.get("metrics") or {}).get("secs_per_train")
     if not series:
         return None

@@ -219,7 +219,8 @@ def print_summary(search_id: str, root: str | None = None, ended_by: str = "") -
 
 def add_parser(search: Any) -> None:
     """`report` under `playground search`."""
-    sub = search.add_subparsers(dest="search_command", parser_class=type(search), metavar="report")
+    sub = search.add_subparsers(dest="search_command", parser_class=type(search), prog=search.prog,
+                                title="optional sub-command", metavar="COMMAND")
     report = sub.add_parser("report", help="the trials table, the best trial or Pareto front, and the PNGs")
     report.add_argument("id", metavar="ID", help="the search's id, as `playground search` printed it")
     report.add_argument("--root", help="runs root: a folder (default: $PLAYGROUND_RUNS or ./runs)")

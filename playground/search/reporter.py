@@ -1,6 +1,6 @@
 """StudyReporter: a trial reports its objective to its study after every test pass, and stops when the study's
-pruner says so. A search appends it to the output.handlers of each trial's opts; the trial's own process talks
-to the storage, so pruning needs nothing from the search process and works for trials on any host.
+pruner says so. A search with a pruner appends it to the output.handlers of each trial's opts; the trial's own
+process talks to the storage, so pruning needs nothing from the search process and works for trials on any host.
 
 A pruned run stops at the next iteration boundary after a checkpoint, as for any requested stop, and then ends
 with playground.errors.Pruned: its experiment's status is `pruned`, and the search tells Optuna PRUNED.

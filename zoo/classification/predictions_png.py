@@ -31,7 +31,7 @@ class PredictionsPng(EventHandler):
     def on_train_end(self, exp: AnyExp) -> None:
         if exp.rank != 0 or exp.test_dataset is None:
             return
-        images, labels, logits = fixed_test_batch(exp, self.num_images)
+        _, images, labels, logits = fixed_test_batch(exp, range(self.num_images))
         predicted = logits.argmax(-1).cpu()
         pixels = images.cpu().float()
         low, high = pixels.amin(dim=(1, 2, 3), keepdim=True), pixels.amax(dim=(1, 2, 3), keepdim=True)

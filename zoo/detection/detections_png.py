@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from playground import data
 from playground.errors import UsageError
 from playground.events import EventHandler
+from zoo.fixed_batch import fixed_test_batch, pyplot, save_figure
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -36,20 +36,12 @@ class DrawDetections(EventHandler):
     def on_train_end(self, exp: AnyExp) -> None:
         if exp.rank != 0 or exp.test_dataset is None:
             return
-        dataset = getattr(exp.test_dataset, "dataset", exp.test_dataset)  # a DataLoader's (Estimator)
-        images, targets = data.fetch(dataset, list(range(min(self.num_images, len(dataset)))))
-        inputs, _ = exp.to_device((images, targets), dataset)
-        was_training = exp.network.training
-        exp.network.eval()
-        try:
-            with torch.no_grad():
-                output = exp.network(inputs)
-        finally:
-            exp.network.train(was_training)
+        images, _, targets, output = fixed_test_batch(exp, range(self.num_images))
         if not isinstance(output, dict) or "detections" not in output:
             raise UsageError(f"DrawDetections: {type(exp.network).__name__} returns no 'detections' in eval mode; "
                              "it draws a detector's output, such as ssd_forward's SSD")
         detections = output["detections"]
+        dataset = getattr(exp.test_dataset, "dataset", exp.test_dataset)  # a DataLoader's (Estimator)
         names = self.class_names or getattr(dataset, "class_names", None)
         path = os.path.join(exp.folder, self.filename)
         draw(images, targets, detections, names, self.min_score, path)
@@ -60,11 +52,7 @@ def draw(images: torch.Tensor, targets: list[dict], detections: list[dict], clas
          path: str) -> None:
     """A grid of uint8 BGR `images` [B, 3, H, W] with their `detections` and dashed ground truth, written to
     `path` whole (a temporary file renamed into place)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     columns = min(4, len(images))
     rows = -(-len(images) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
@@ -88,6 +76,4 @@ def draw(images: torch.Tensor, targets: list[dict], detections: list[dict], clas
     for ax in axes.flat:
         ax.axis("off")
     figure.tight_layout()
-    figure.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)
-    plt.close(figure)
+    save_figure(figure, path)

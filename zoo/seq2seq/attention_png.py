@@ -5,11 +5,9 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from playground import data
 from playground.errors import UsageError
 from playground.events import EventHandler, Phase
+from zoo.fixed_batch import fixed_test_batch, pyplot, save_figure
 from zoo.seq2seq.dates import EOS, SOURCE, TARGET
 
 if TYPE_CHECKING:
@@ -43,16 +41,7 @@ class AttentionHeatmap(EventHandler):
     def on_test_end(self, exp: AnyExp) -> None:
         if exp.rank != 0:
             return
-        dataset = _test_split(exp)
-        inputs, (target, _) = data.fetch(dataset, [self.index])  # the dataset's own (inputs, labels) structure
-        inputs = data.to_device(inputs, exp.device, dataset)
-        was_training = exp.network.training
-        exp.network.eval()
-        try:
-            with torch.no_grad():
-                output = exp.network(inputs)
-        finally:
-            exp.network.train(was_training)
+        _, inputs, (target, _), output = fixed_test_batch(exp, [self.index])
         source = [SOURCE.tokens[i] for i in inputs["source"][0, :inputs["source_lengths"][0]].tolist()]
         tokens = output["tokens"][0].tolist()
         rows = tokens.index(EOS) + 1 if EOS in tokens else len(tokens)  # up to <eos>
@@ -73,11 +62,7 @@ def _test_split(exp: AnyExp) -> Any:
 
 def heatmap(weights, columns: list[str], rows: list[str], title: str, path: str) -> None:
     """A PNG at `path` (written whole, then renamed into place) of `weights` [rows, columns] labelled."""
-    import matplotlib  # imported here: it costs start-up time
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(1.5 + 0.32 * len(columns), 1.6 + 0.32 * len(rows)))
     image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     axes.set_xticks(range(len(columns)), labels=["␣" if c == " " else c for c in columns])
@@ -87,6 +72,4 @@ def heatmap(weights, columns: list[str], rows: list[str], title: str, path: str)
     axes.set_title(title, fontsize="small")
     figure.colorbar(image, ax=axes, fraction=0.04, label="attention weight")
     figure.tight_layout()
-    figure.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)
-    plt.close(figure)
+    save_figure(figure, path)
