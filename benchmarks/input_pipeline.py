@@ -86,10 +86,10 @@ def bare_loop(env: lmdb.Environment, order: list[int], flags: int, imsize: int) 
                     else:
                         h = w = min(height, width)
                         top, left = (height - h) // 2, (width - w) // 2
-                    cv2.resize(image[top:top + h, left:left + w], (imsize, imsize), dst=out,
-                               interpolation=cv2.INTER_LINEAR)
+                    # OpenCV's arguments by position, as the dataset passes them: by keyword costs 0.5-2 us more
+                    cv2.resize(image[top:top + h, left:left + w], (imsize, imsize), out, 0, 0, cv2.INTER_LINEAR)
                     if rng.random() < 0.5:
-                        cv2.flip(out, 1, dst=out)
+                        cv2.flip(out, 1, out)
         return len(order)
     return run
 
