@@ -84,6 +84,8 @@ class EventHandler:
     # True promises that on_iteration_end does nothing where exp.row is None (iterations that record no train
     # row), as with writers of rows; the loop then skips calling it there, a call less at every step.
     recorded_iterations_only: bool = False
+    # The columns it adds to rows (exp.add_to_row), as glob patterns, so that opts may plot or monitor them.
+    adds_columns: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every subclass's constructor the `trigger` keyword, without each one declaring it."""

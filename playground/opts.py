@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import fnmatch
 import json
 import math
 import operator
@@ -138,7 +139,8 @@ FRAMEWORK_OPTS: dict[str, Opt] = {
                               "(needs the tensorboard package)."),
     "output.metrics": Opt(_LIST, [], OPTIONAL, "Metrics: {name, meter_py, meter_kargs, is_train}.", items=METRIC),
     "output.plots": Opt(_LIST, [], OPTIONAL, "Plots: {x, x_title, ys, y_title, title}; x is \"epochs\" or \"\" "
-                        "(iterations).", items=PLOT),
+                        "(iterations); ys are recorded metrics or columns a listed handler adds (EMA's ema_*).",
+                        items=PLOT),
     "output.handlers": Opt(_LIST, [], OPTIONAL, "Event handlers: {handler_py, kargs}.", items=HANDLER),
     "output.progress_bar": Opt(_BOOL, True, OPTIONAL, "Add a ProgressBar handler unless output.handlers lists one: "
                                "a tqdm bar when stderr is a terminal, periodic log lines otherwise (rank 0)."),
@@ -157,7 +159,7 @@ FRAMEWORK_OPTS.update({slot.key: Opt(_STR, slot.default or (None if slot.require
 FRAMEWORK_OPTS[OPTIMIZER_KEY] = Opt(_STR, "", OPTIONAL, "Optimizer component: the same slot as `parameter_update_py`; "
                                     "used when that one is empty.")
 
-ALWAYS_RECORDED = ("secs_per_train", "samples_per_sec")
+ALWAYS_RECORDED = ("secs_per_train", "samples_per_sec", "learning_rate")  # in every train row
 SECTIONS = sorted({key.split(".")[0] for key in FRAMEWORK_OPTS})
 
 
@@ -259,19 +261,37 @@ def _near_miss_problems(opts: dict, declared: dict[str, Opt]) -> list[str]:
     return problems
 
 
+def metric_names(opts: dict) -> list[str]:
+    """The names of `output.metrics`, in order (those well formed)."""
+    metrics = get(opts, "output.metrics")
+    return [m["name"] for m in metrics if isinstance(m, dict) and isinstance(m.get("name"), str)] \
+        if isinstance(metrics, list) else []
+
+
+def recorded_metrics(opts: dict) -> list[str]:
+    """What every run of `opts` records: its metrics, then ALWAYS_RECORDED (handlers may add columns)."""
+    return [*metric_names(opts), *ALWAYS_RECORDED]
+
+
 def _output_problems(opts: dict) -> list[str]:
-    """Metric names are unique, and plots draw recorded metrics."""
-    metrics, plots = get(opts, "output.metrics"), get(opts, "output.plots")
-    if not isinstance(metrics, list):
-        return []
-    names = [m["name"] for m in metrics if isinstance(m, dict) and isinstance(m.get("name"), str)]
-    problems = [f"output.metrics: the name {n!r} is used twice; metric names must be unique"
-                for n in sorted({n for n in names if names.count(n) > 1})]
-    known = set(names) | set(ALWAYS_RECORDED) | {"learning_rate"}
+    """Metric names are unique."""
+    names = metric_names(opts)
+    return [f"output.metrics: the name {n!r} is used twice; metric names must be unique"
+            for n in sorted({n for n in names if names.count(n) > 1})]
+
+
+def plot_problems(opts: dict, handlers: list[type]) -> list[str]:
+    """Plots draw recorded columns: the metrics, ALWAYS_RECORDED, or what the listed `handlers` (classes) add
+    to rows (their `adds_columns` patterns, e.g. EMA's ema_*)."""
+    known = recorded_metrics(opts)
+    patterns = [pattern for handler in handlers for pattern in getattr(handler, "adds_columns", ())]
+    plots, problems = get(opts, "output.plots"), []
     for i, plot in enumerate(plots if isinstance(plots, list) else []):
         ys = plot.get("ys") if isinstance(plot, dict) else None
         problems += [f"output.plots[{i}].ys: {y!r} is not a metric; known: {', '.join(sorted(known))}"
-                     for y in (ys if isinstance(ys, list) else []) if isinstance(y, str) and y not in known]
+                     + (f", and what the handlers add ({', '.join(patterns)})" if patterns else "")
+                     for y in (ys if isinstance(ys, list) else []) if isinstance(y, str) and y not in known
+                     and not any(fnmatch.fnmatchcase(y, pattern) for pattern in patterns)]
     return problems
 
 

@@ -83,6 +83,8 @@ def resolve_components(opts: dict) -> tuple[Components | None, dict[str, Any], l
         for i, (entry, cls) in enumerate(classes[kind]):
             if cls is not None and isinstance(entry.get(kargs_key, {}), dict):
                 problems += _construction_problems(f"output.{kind}[{i}]", kargs_key, cls, entry)
+    if all(cls is not None for _, cls in classes["handlers"]):  # (else what they add is unknown)
+        problems += opts_lib.plot_problems(opts, [cls for _, cls in classes["handlers"]])
     if problems or any(found[slot] is None for slot in MODULE_SLOTS if SLOTS[slot].required):
         return None, found, problems
     return Components({s: m for s, m in found.items() if m is not None}, classes["metrics"], classes["handlers"],

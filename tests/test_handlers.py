@@ -463,3 +463,14 @@ def test_handlers_reused_by_a_second_fit_start_afresh(tmp_path):
         assert out["epochs_completed"] == early.stopped_epoch == 2  # each run stops by its own count
         with open(tmp_path / run_ / "log.jsonl") as f:
             assert len(f.readlines()) == 4 * out["epochs_completed"]  # every train row, no test set
+
+
+def test_a_monitor_of_a_column_a_listed_handler_adds_is_not_taken_for_a_typo(tmp_path, caplog):
+    from playground.handlers import EMA
+
+    for handlers, warned in (([EMA()], False), ([], True)):
+        stopping = EarlyStopping(monitor="ema_test_loss")
+        exp = tiny_experiment(tmp_path, [*handlers, stopping])
+        caplog.clear()
+        stopping.on_train_begin(exp)
+        assert ("monitor 'ema_test_loss' is not among the metrics" in caplog.text) is warned

@@ -116,6 +116,19 @@ def test_plots_must_name_known_metrics():
     assert any(p.startswith("output.plots[0].ys: 'train_los' is not a metric") for p in problems_of(opts))
 
 
+def test_plots_may_draw_the_columns_listed_handlers_add():
+    opts = example_opts()
+    opts["output"]["plots"][0]["ys"] = ["test_loss", "ema_test_loss", "lr_0"]
+    assert [p.split(";")[0] for p in problems_of(opts)] == [
+        "output.plots[0].ys: 'ema_test_loss' is not a metric", "output.plots[0].ys: 'lr_0' is not a metric"]
+    opts["output"]["handlers"] = [{"handler_py": "EMA", "kargs": {}}, {"handler_py": "LRMonitor", "kargs": {}}]
+    prepare(opts)
+    opts["output"]["plots"][0]["ys"] = ["emma_test_loss"]
+    assert problems_of(opts) == ["output.plots[0].ys: 'emma_test_loss' is not a metric; known: learning_rate, "
+                                 "samples_per_sec, secs_per_train, test_accuracy_top1, test_loss, "
+                                 "train_accuracy_top1, train_loss, and what the handlers add (ema_*, lr_*)"]
+
+
 def test_gpus_asked_for_where_there_are_none(monkeypatch):
     monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
     opts = example_opts()

@@ -58,11 +58,11 @@ def _scheduler_problems(spec: dict, opts: dict) -> list[str]:
 
 def _plateau_problems(spec: dict, opts: dict) -> list[str]:
     """ReduceLROnPlateau needs a recorded metric to watch, once per epoch; no other schedule takes `monitor`."""
-    from playground.opts import ALWAYS_RECORDED
+    from playground.opts import recorded_metrics
 
     if spec["type"] != PLATEAU:
         return [".monitor: only ReduceLROnPlateau watches a metric; leave it out"] if spec.get("monitor") else []
-    recorded = [m["name"] for m in opts["output"]["metrics"]] + list(ALWAYS_RECORDED)
+    recorded = recorded_metrics(opts)
     if not spec.get("monitor"):
         return [f".monitor: missing; ReduceLROnPlateau watches a recorded metric, one of {', '.join(recorded)}"]
     if spec["monitor"] not in recorded:

@@ -30,6 +30,7 @@ class EMA(EventHandler):
     """
 
     phase = Phase.ADD_TO_ROW  # its ema_ columns are in the test row before the writers see it
+    adds_columns = ("ema_*",)
 
     def __init__(self, decay: float = 0.999, evaluate: bool = True, filename: str = "model_ema.pt"):
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:

@@ -19,6 +19,7 @@ class LRMonitor(EventHandler):
 
     phase = Phase.ADD_TO_ROW
     recorded_iterations_only = True  # its values go into train rows
+    adds_columns = ("lr_*",)
 
     def __init__(self) -> None:
         self._used: dict[str, float] = {}

@@ -4,6 +4,7 @@ Shared by EarlyStopping and BestCheckpoint, so both read `mode`, `min_delta` and
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -68,7 +69,8 @@ class Monitor:
         from playground.opts import ALWAYS_RECORDED
 
         self._default(exp)
-        known = set(getattr(exp, "meters", {})) | set(ALWAYS_RECORDED) | {"learning_rate"} | set(exp.latest)
-        if self.name not in known and not self.name.startswith("lr_"):
+        known = set(getattr(exp, "meters", {})) | set(ALWAYS_RECORDED) | set(exp.latest)
+        added = [pattern for handler in getattr(exp, "handlers", ()) for pattern in handler.adds_columns]
+        if self.name not in known and not any(fnmatch.fnmatchcase(self.name, pattern) for pattern in added):
             log.warning("%s: monitor %r is not among the metrics (%s); unless a handler records it, the run will "
                         "fail at the first check", self.owner, self.name, ", ".join(sorted(known)))

@@ -195,7 +195,8 @@ class Sweep:
         """The grid search this sweep is: its points in order, each an enqueued trial of its planned experiment,
         scored by the base's first test metric (what the closing table and plot show by default)."""
         from playground.handlers.monitor import Monitor
-        from playground.search.objectives import Objective, recorded_metrics
+        from playground.opts import recorded_metrics
+        from playground.search.objectives import Objective
         from playground.search.spec import SearchSpec
 
         metric = default_metric(self.base)

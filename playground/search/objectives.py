@@ -42,20 +42,13 @@ class Objective:
         return asdict(self)
 
 
-def recorded_metrics(opts: dict) -> list[str]:
-    """The metric names a run of `opts` records in results.json: its meters' and the loop's own."""
-    names = [m["name"] for m in opts_lib.get(opts, "output.metrics") or [] if isinstance(m, dict)
-             and isinstance(m.get("name"), str)]
-    return [*names, *opts_lib.ALWAYS_RECORDED, "learning_rate"]
-
-
 def parse(raw: Any, base: dict) -> tuple[list[Objective], list[str]]:
     """The `search.objectives` list as Objectives, and every problem with it (naming the entry and the fix)."""
     if isinstance(raw, dict):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         return [], ['search.objectives: expected a list such as [{"metric": "test_accuracy_top1", "mode": "max"}]']
-    known = sorted({*recorded_metrics(base), *COSTS})
+    known = sorted({*opts_lib.recorded_metrics(base), *COSTS})
     found, problems = [], []
     for i, entry in enumerate(raw):
         where = f"search.objectives[{i}]"

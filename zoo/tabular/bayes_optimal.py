@@ -24,6 +24,7 @@ class BayesOptimal(EventHandler):
     runs, "val" for Estimator.fit."""
 
     phase = Phase.ADD_TO_ROW
+    adds_columns = ("*_bayes_accuracy", "*_bayes_auroc")
 
     def __init__(self, prefix: str = "test", filename: str = "roc.png"):
         self.prefix, self.filename = prefix, filename
