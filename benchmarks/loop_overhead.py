@@ -3,12 +3,15 @@
 The work: the MLP example (32 -> 64 -> 10), batch 64, SGD momentum 0.9, one thread, the same in-memory data
 and the same per-epoch order; the handwritten loop takes each batch with one indexing op per tensor. "Metrics on"
 is the example's train loss and top-1 accuracy, computed as often as the example records them
-(output.record_every_iters); the handwritten loop computes the same at the same steps. Per-step time is (time of
-a long run - time of a short run) / (extra steps), so start-up cancels; rounds are interleaved and the median is
-reported. Time to the first optimizer step is measured from process launch (imports included) for `playground
-run` and for a handwritten script.
+(output.record_every_iters); the handwritten loop computes the same at the same steps. Per-step time is each
+loop's fastest epoch of 200 steps, the four loops (playground and handwritten, metrics off and on) taking turns
+in one process: the loop as `playground run` builds it (its Recorder and ProgressBar included), whole epochs
+(their begin and end included). On a shared 2-core machine this resolves about 0.5%, where differences of whole
+runs (a long one less a short one) swung by 3% from run to run. Time to the first optimizer step is measured
+from process launch (imports included) for `playground run` and for a handwritten script, the median of
+--rounds.
 
-    python benchmarks/loop_overhead.py [--rounds 7] [--short 200] [--long 1200] [--cpu-time]
+    python benchmarks/loop_overhead.py [--epochs 15] [--rounds 5] [--cpu-time]
     python benchmarks/loop_overhead.py --profile [--cpu-time]
 
 --profile times both loops over the same epochs (the best of several, in one process), then runs the loop with
@@ -19,14 +22,15 @@ microseconds per step of each beside the training work that any loop does.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import timeit
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
@@ -58,15 +62,6 @@ with open(os.path.join(ROOT, "examples", "mlp_synthetic.json")) as f:
     RECORD_EVERY = json.load(f)["opts"]["output"]["record_every_iters"]
 
 
-def playground_loop(steps: int, metrics: bool) -> float:
-    with tempfile.TemporaryDirectory() as folder:
-        opts, components = runner.prepare(example_opts(steps, metrics, folder))
-        os.makedirs(folder, exist_ok=True)
-        started = clock()
-        runner.run(opts, components, folder)
-        return clock() - started
-
-
 def handwritten_setup(steps: int) -> tuple:
     """What a researcher writes by hand: the same model, data and optimizer."""
     torch.manual_seed(1)
@@ -92,16 +87,6 @@ def handwritten_epoch(features: torch.Tensor, labels: torch.Tensor, model: torch
         if metrics and (step + 1) % RECORD_EVERY == 0:  # the same metrics, as often as the example records
             accuracy = (logits.detach().softmax(-1).argmax(-1) == y).float().mean()
             log.append((loss.item(), accuracy.item()))
-
-
-def handwritten_loop(steps: int, metrics: bool) -> float:
-    started = clock()
-    handwritten_epoch(*handwritten_setup(steps), 0, metrics)
-    return clock() - started
-
-
-def per_step(loop, short: int, long: int, metrics: bool) -> float:
-    return (loop(long, metrics) - loop(short, metrics)) / (long - short)
 
 
 def build_experiment(steps: int, metrics: bool, folder: str):
@@ -229,6 +214,18 @@ def best_per_step(run_epochs: list, steps: int, blocks: int) -> list[float]:
     return [secs / steps for secs in best]
 
 
+def steady_state(blocks: int, steps: int = 200) -> dict[str, float]:
+    """Seconds per step of the four loops, the fastest of `blocks` epochs each, taken in turn."""
+    runs = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for metrics in (False, True):
+            tag = "metrics on" if metrics else "metrics off"
+            runs[f"handwritten, {tag}"] = functools.partial(handwritten_epoch, *handwritten_setup(steps),
+                                                            metrics=metrics)
+            runs[f"playground, {tag}"] = build_experiment(steps, metrics, os.path.join(folder, tag)).run_epoch
+        return dict(zip(runs, best_per_step(list(runs.values()), steps, blocks)))
+
+
 def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
     """Per-step time of the loop and of the handwritten loop (the best of `blocks` epochs of `steps` each), then
     where the loop's time goes, timed in place (each piece's best over `blocks` more epochs)."""
@@ -316,12 +313,10 @@ def first_step_secs(command: list[str], cwd: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--short", type=int, default=200)
-    parser.add_argument("--long", type=int, default=1200)
+    parser.add_argument("--rounds", type=int, default=5, help="launches of each for the time to the first step")
     parser.add_argument("--profile", action="store_true", help="where the loop's time per step goes, instead")
-    parser.add_argument("--epochs", type=int, default=15, help="--profile: epochs of 200 steps of each loop, the "
-                        "fastest counted (more on a busy machine)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of 200 steps of each loop, the fastest "
+                        "counted (more on a busy machine)")
     parser.add_argument("--cpu-time", action="store_true", help="per-step figures in this process's CPU time, not "
                         "wall time: on a busy shared machine, the time other processes hold the cores then does not "
                         "count (time to the first step stays wall time)")
@@ -334,7 +329,7 @@ def main() -> None:
             profile(metrics, blocks=args.epochs)
         return
 
-    results: dict[str, list[float]] = {}
+    results = {name: secs * 1e6 for name, secs in steady_state(args.epochs).items()}
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "exit_handler.py"), "w") as f:
             f.write(FIRST_STEP_HANDLER)
@@ -342,34 +337,24 @@ def main() -> None:
         opts["output"]["handlers"] = [{"handler_py": "exit_handler.Exit", "kargs": {}}]
         with open(os.path.join(tmp, "opts.json"), "w") as f:
             json.dump({"opts": opts}, f)
-        handwritten_loop(20, True), playground_loop(20, True)  # one-time costs (lazy imports at a first step) out
+        firsts: dict[str, list[float]] = {"first step, handwritten": [], "first step, playground": []}
         for _ in range(args.rounds):
-            for metrics in (False, True):
-                tag = "metrics on" if metrics else "metrics off"
-                results.setdefault(f"handwritten, {tag}", []).append(
-                    per_step(handwritten_loop, args.short, args.long, metrics))
-                results.setdefault(f"playground, {tag}", []).append(
-                    per_step(playground_loop, args.short, args.long, metrics))
-            results.setdefault("first step, handwritten", []).append(
+            firsts["first step, handwritten"].append(
                 first_step_secs([sys.executable, "-c", FIRST_STEP_HANDWRITTEN], tmp))
-            for name in os.listdir(tmp):
-                if name == "run":
-                    subprocess.run(["rm", "-rf", os.path.join(tmp, name)], check=True)
-            results.setdefault("first step, playground", []).append(
+            shutil.rmtree(os.path.join(tmp, "run"), ignore_errors=True)
+            firsts["first step, playground"].append(
                 first_step_secs([sys.executable, "-m", "playground", "run", "--parameters-json", "opts.json"], tmp))
-
-    median = {name: statistics.median(values) for name, values in results.items()}
-    for name, value in median.items():
-        unit = "s" if name.startswith("first") else "us/step"
-        print(f"{name:32} {value if unit == 's' else value * 1e6:10.2f} {unit}")
+    results.update({name: statistics.median(values) for name, values in firsts.items()})
+    for name, value in results.items():
+        print(f"{name:32} {value:10.2f} {'s' if name.startswith('first') else 'us/step'}")
     print(f"ratio metrics off (playground / handwritten): "
-          f"{median['playground, metrics off'] / median['handwritten, metrics off']:.3f}  (goal <= 1.02)")
+          f"{results['playground, metrics off'] / results['handwritten, metrics off']:.3f}  (goal <= 1.02)")
     print(f"ratio metrics on vs handwritten without metrics: "
-          f"{median['playground, metrics on'] / median['handwritten, metrics off']:.3f}  (goal <= 1.10)")
+          f"{results['playground, metrics on'] / results['handwritten, metrics off']:.3f}  (goal <= 1.10)")
     print(f"ratio metrics on vs handwritten with the same metrics: "
-          f"{median['playground, metrics on'] / median['handwritten, metrics on']:.3f}  (goal <= 1.05)")
+          f"{results['playground, metrics on'] / results['handwritten, metrics on']:.3f}  (goal <= 1.05)")
     print(f"ratio time to first step: "
-          f"{median['first step, playground'] / median['first step, handwritten']:.3f}  (goal <= 1.15)")
+          f"{results['first step, playground'] / results['first step, handwritten']:.3f}  (goal <= 1.15)")
 
 
 if __name__ == "__main__":
