@@ -372,3 +372,15 @@ def test_the_example_passes_the_opts_schema_it_names():
     schema = json.loads((ROOT / "examples" / "playground.schema.json").read_text())
     assert json.loads(EXAMPLE.read_text())["$schema"] == "playground.schema.json"
     assert not [e.message for e in Draft202012Validator(schema).iter_errors(json.loads(EXAMPLE.read_text()))]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_fixed_batch_leaves_the_gpu_generator_where_it_was(tmp_path):
+    from playground.testing import tiny_experiment
+    from zoo.fixed_batch import fixed_test_batch
+
+    exp = tiny_experiment(tmp_path, device=torch.device("cuda", 0))
+    exp.network.register_forward_pre_hook(lambda module, inputs: torch.rand(1, device="cuda"))
+    state = torch.cuda.get_rng_state(0)
+    fixed_test_batch(exp, range(4))
+    assert torch.equal(torch.cuda.get_rng_state(0), state)

@@ -30,8 +30,9 @@ def fixed_test_batch(exp: AnyExp, indices: Iterable[int]) -> FixedBatch:
     inputs = data.to_device(raw_inputs, exp.device, dataset)
     was_training = exp.network.training
     exp.network.eval()
+    gpus = [exp.device.index or 0] if exp.device.type == "cuda" else []  # its generator too, on a GPU run
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad(), torch.random.fork_rng(devices=gpus):
             outputs = exp.network(inputs)
     finally:
         exp.network.train(was_training)
