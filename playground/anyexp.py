@@ -27,7 +27,7 @@ import torch
 
 from playground import checkpoint, data, distributed, plots
 from playground.errors import HandlerError, PlaygroundError, Stopped, UsageError
-from playground.events import Event, EventHandler, dispatch_table
+from playground.events import Event, EventHandler, calls_by_event
 from playground.parts import Parts, RunInfo
 from playground.state import ExperimentState, StopRequest
 
@@ -70,7 +70,7 @@ class AnyExp:
         self.test_meters = {m.name: m.meter for m in parts.metrics if not m.is_train}
         distributed.check_meters({m.name: m.meter for m in parts.metrics}, self.world_size)
         self.handlers = list(parts.handlers)
-        self.dispatch = self.calls_by_event()
+        self.dispatch = calls_by_event(type(self), AnyExp, self.handlers)  # at each event, what fire() calls
         self.unrecorded_iteration_end = [(handler, call) for handler, call in self.dispatch.get(Event.ITERATION_END, ())
                                          if handler is None or not handler.recorded_iterations_only]
         self.gen_output = parts.gen_output or output_generator.gen_output
@@ -341,25 +341,13 @@ class AnyExp:
         """Write a checkpoint at the next iteration boundary (handlers call this; epoch ends always write one)."""
         self.state.checkpoint_requested = True
 
-    def calls_by_event(self) -> dict[Event, list[tuple[EventHandler | None, Callable]]]:
-        """What fire() calls at each event something hears, looked up once: this class's own hook when it has one
-        (paired with None), then the handlers acting on it (events.dispatch_table)."""
-        calls = {}
-        for event, handlers in dispatch_table(self.handlers).items():
-            name = f"on_{event.value}"
-            hook = getattr(type(self), name)
-            own = [(None, hook)] if hook is not getattr(AnyExp, name) else []
-            if own or handlers:
-                calls[event] = own + [(handler, getattr(handler, name)) for handler in handlers]
-        return calls
-
     def fire(self, event: Event, **kwargs: Any) -> None:
         """Call this experiment's hook `on_<event>`, then the handlers acting on it; an event nobody hears costs
         one lookup."""
         self.call_handlers(event, self.dispatch.get(event, ()), kwargs)
 
     def call_handlers(self, event: Event, calls: list[tuple[EventHandler | None, Callable]], kwargs: dict) -> None:
-        """`calls` (of calls_by_event) at `event`: a handler's error becomes a HandlerError naming it."""
+        """`calls` (of self.dispatch) at `event`: a handler's error becomes a HandlerError naming it."""
         for handler, call in calls:
             if handler is None:  # this experiment's own hook
                 call(self, **kwargs)

@@ -150,7 +150,16 @@ def overrides(handler: EventHandler | type, event: Event) -> bool:
     return getattr(cls, name) is not getattr(EventHandler, name)
 
 
-def dispatch_table(handlers: list[EventHandler]) -> dict[Event, list[EventHandler]]:
-    """For each event, the handlers that act on it, in calling order (phase, then list order)."""
+def calls_by_event(exp_class: type, base: type, handlers: list[EventHandler]) -> dict[Event, list[tuple]]:
+    """What the loop calls at each event something hears, looked up once: the experiment class's own hook where
+    it replaces `base`'s no-op (paired with None), then the handlers acting on it (by phase, then list order)."""
     ordered = sorted(handlers, key=lambda h: h.phase)  # stable: list order within a phase
-    return {event: [h for h in ordered if overrides(h, event)] for event in Event}
+    calls = {}
+    for event in Event:
+        name = f"on_{event.value}"
+        hook = getattr(exp_class, name)
+        own = [(None, hook)] if hook is not getattr(base, name) else []
+        acting = [(handler, getattr(handler, name)) for handler in ordered if overrides(handler, event)]
+        if own or acting:
+            calls[event] = own + acting
+    return calls

@@ -261,23 +261,22 @@ def _near_miss_problems(opts: dict, declared: dict[str, Opt]) -> list[str]:
     return problems
 
 
-def metric_names(opts: dict) -> list[str]:
-    """The names of `output.metrics`, in order (those well formed)."""
-    metrics = get(opts, "output.metrics")
-    return [m["name"] for m in metrics if isinstance(m, dict) and isinstance(m.get("name"), str)] \
-        if isinstance(metrics, list) else []
-
-
 def recorded_metrics(opts: dict) -> list[str]:
-    """What every run of `opts` records: its metrics, then ALWAYS_RECORDED (handlers may add columns)."""
-    return [*metric_names(opts), *ALWAYS_RECORDED]
+    """What every run of `opts` records: the names of output.metrics (those well formed), then ALWAYS_RECORDED
+    (handlers may add columns)."""
+    metrics = get(opts, "output.metrics")
+    names = [m["name"] for m in metrics if isinstance(m, dict) and isinstance(m.get("name"), str)] \
+        if isinstance(metrics, list) else []
+    return [*names, *ALWAYS_RECORDED]
 
 
 def _output_problems(opts: dict) -> list[str]:
-    """Metric names are unique."""
-    names = metric_names(opts)
-    return [f"output.metrics: the name {n!r} is used twice; metric names must be unique"
-            for n in sorted({n for n in names if names.count(n) > 1})]
+    """Metric names are unique, and none is a column every run records anyway."""
+    names = recorded_metrics(opts)[:-len(ALWAYS_RECORDED)]
+    return ([f"output.metrics: the name {n!r} is used twice; metric names must be unique"
+             for n in sorted({n for n in names if names.count(n) > 1})]
+            + [f"output.metrics: the name {n!r} is a column every run records; give the metric another name"
+               for n in sorted(set(names) & set(ALWAYS_RECORDED))])
 
 
 def plot_problems(opts: dict, handlers: list[type]) -> list[str]:
@@ -288,7 +287,7 @@ def plot_problems(opts: dict, handlers: list[type]) -> list[str]:
     plots, problems = get(opts, "output.plots"), []
     for i, plot in enumerate(plots if isinstance(plots, list) else []):
         ys = plot.get("ys") if isinstance(plot, dict) else None
-        problems += [f"output.plots[{i}].ys: {y!r} is not a metric; known: {', '.join(sorted(known))}"
+        problems += [f"output.plots[{i}].ys: {y!r} is not a metric; known: {', '.join(sorted(set(known)))}"
                      + (f", and what the handlers add ({', '.join(patterns)})" if patterns else "")
                      for y in (ys if isinstance(ys, list) else []) if isinstance(y, str) and y not in known
                      and not any(fnmatch.fnmatchcase(y, pattern) for pattern in patterns)]

@@ -116,6 +116,13 @@ def test_plots_must_name_known_metrics():
     assert any(p.startswith("output.plots[0].ys: 'train_los' is not a metric") for p in problems_of(opts))
 
 
+def test_a_metric_may_not_take_the_name_of_a_column_every_run_records():
+    opts = example_opts()
+    opts["output"]["metrics"][0]["name"] = "learning_rate"
+    assert ("output.metrics: the name 'learning_rate' is a column every run records; give the metric another name"
+            in problems_of(opts))
+
+
 def test_plots_may_draw_the_columns_listed_handlers_add():
     opts = example_opts()
     opts["output"]["plots"][0]["ys"] = ["test_loss", "ema_test_loss", "lr_0"]
