@@ -174,12 +174,9 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     exp.train_batches = lambda *a: timings.wrap_iterator("fetch", wrap("epoch's batch lists", train_batches)(*a))
     exp.call_handlers = wrap("fire", exp.call_handlers)  # every event's calls go through it
     exp.checkpoint_due = wrap("timer", wrap("checkpoint_due", exp.checkpoint_due))  # the probe of timer_secs
-    for name in ("record_train", "to_device", "forward_backward", "run_forward", "clip_gradients"):
-        if hasattr(exp, name):  # the seams of this version of the loop
-            setattr(exp, name, wrap(name, getattr(exp, name)))
-    for name in ("autocast", "no_sync"):  # context factories (this loop enters autocast in run_forward)
-        if hasattr(exp, name):
-            setattr(exp, name, timings.wrap_context(name, getattr(exp, name)))
+    for name in ("record_train", "to_device", "forward_backward", "blobs_of", "clip_gradients"):
+        setattr(exp, name, wrap(name, getattr(exp, name)))
+    exp.no_sync = timings.wrap_context("no_sync", exp.no_sync)  # (autocast is entered in blobs_of, when on)
     for method in ("scale", "step", "update", "unscale_"):
         setattr(exp.scaler, method, wrap("scaler", getattr(exp.scaler, method)))
     exp.forward = wrap("forward", exp.forward)
@@ -195,9 +192,9 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     return [("batch fetch (next batch)", "fetch"), ("batch lists (per epoch)", "epoch's batch lists"),
             ("events (hooks and handlers)", "fire"), ("stop vote (agree_stop)", "agree_stop"),
             ("checkpoint rule", "checkpoint_due"), ("recording (record_train)", "record_train"),
-            ("to_device", "to_device"), ("autocast context", "autocast"), ("no_sync context", "no_sync"),
+            ("to_device", "to_device"), ("no_sync context", "no_sync"),
             ("grad scaler, less the optimizer step", "scaler"), ("forward, less network and loss", "forward"),
-            ("run_forward's own lines", "run_forward"), ("clip_gradients", "clip_gradients"),
+            ("blobs_of's own lines", "blobs_of"), ("clip_gradients", "clip_gradients"),
             ("forward_backward's own lines", "forward_backward"), ("train_step's own lines", "train_step"),
             ("run_iteration's own lines", "run_iteration")]
 

@@ -180,14 +180,11 @@ class AnyExp:
         """Forward and backward on one of a step's `of` batches, its loss divided by `of`; returns its blobs.
         The first clears the old gradients after its forward: their memory then serves the new ones (~6% on a
         CPU ResNet-50, where fresh pages fault)."""
-        inputs, labels = self.to_device(batch, self.train_dataset)
-        blobs = self.run_forward(inputs, labels)
+        blobs = self.blobs_of(batch, self.train_dataset)
         if first:
             self.optimizer.zero_grad(set_to_none=True)
         loss = blobs["loss"] / of if of > 1 else blobs["loss"]  # dividing by 1 would cost an op and its backward
         (self.scaler.scale(loss) if self.scales_loss else loss).backward()
-        if "batch_size" not in blobs:  # forward may set it
-            blobs["batch_size"] = data.batch_size(labels)
         return blobs
 
     def clip_gradients(self) -> None:
@@ -231,10 +228,7 @@ class AnyExp:
         for meter in self.test_meters.values():
             meter.reset()
         for batch in self.test_batches():
-            inputs, labels = self.to_device(batch, self.test_dataset)
-            blobs = self.run_forward(inputs, labels)
-            blobs.setdefault("batch_size", data.batch_size(labels))
-            self.update_meters(self.test_meters, blobs)
+            self.update_meters(self.test_meters, self.blobs_of(batch, self.test_dataset))
         values = distributed.compute_all(self.test_meters, self)
         self.network.train(was_training)
         return values
@@ -267,21 +261,25 @@ class AnyExp:
         """`batch` of `dataset` as the network takes it, on this process's device. Inputs and labels may be
         tensors or tuples, lists and dicts of them (boxes per image, padded sequences with their lengths)."""
         inputs, labels = batch
+        inputs = data.to_device(inputs, self.device, dataset, there=not self.moves_batches)
         if self.moves_batches:
-            inputs, labels = data.move(inputs, self.device), data.move(labels, self.device)
-        transform = data.device_transform(dataset)
-        if transform is not None:
-            inputs = transform(inputs)
+            labels = data.move(labels, self.device)
         if self.info.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, labels
 
-    def run_forward(self, inputs: Any, labels: Any) -> dict:
-        """`forward`, under autocast with mixed precision (without, no context is entered: a few µs a step)."""
+    def blobs_of(self, batch: Any, dataset: Any) -> dict:
+        """`forward`'s blobs of one batch of `dataset` (training or testing), with its batch_size: on the device,
+        under autocast with mixed precision (without, no context is entered: a few µs a step)."""
+        inputs, labels = self.to_device(batch, dataset)
         if self.autocast_dtype is None:
-            return self.forward(inputs, labels)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-            return self.forward(inputs, labels)
+            blobs = self.forward(inputs, labels)
+        else:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                blobs = self.forward(inputs, labels)
+        if "batch_size" not in blobs:  # forward may set it
+            blobs["batch_size"] = data.batch_size(labels)
+        return blobs
 
     def record_train(self) -> None:
         """Train meters on this iteration's batches, throughput since the last record, and the learning rate."""

@@ -94,17 +94,13 @@ def batch_size(labels: Any) -> int:
                     "blob 'batch_size'")
 
 
-def to_device(inputs: Any, device: torch.device, dataset: Any) -> Any:
+def to_device(inputs: Any, device: torch.device, dataset: Any, there: bool = False) -> Any:
     """A batch's inputs on `device`, through the dataset's `device_transform` when it has one (work best done
-    batched where the network runs, such as turning uint8 pixels into normalised floats)."""
-    transform = device_transform(dataset)
-    inputs = move(inputs, device)
+    batched where the network runs, such as turning uint8 pixels into normalised floats). there=True: the caller
+    knows they are on `device` already (a CPU run), where even asking costs the training step."""
+    transform = getattr(getattr(dataset, "dataset", dataset), "device_transform", None)  # a DataLoader's too
+    inputs = inputs if there else move(inputs, device)
     return inputs if transform is None else transform(inputs)
-
-
-def device_transform(dataset: Any) -> Any:
-    """The dataset's (or a DataLoader's dataset's) `device_transform`, or None."""
-    return getattr(getattr(dataset, "dataset", dataset), "device_transform", None)
 
 
 class TensorData(Dataset):
