@@ -12,6 +12,7 @@ import torch
 from playground import checkpoint, data
 from playground.events import EventHandler
 from resnetdemo.vision import cv2
+from zoo.fixed_batch import check_png_filename
 from zoo.segmentation.shape_masks import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -39,8 +40,7 @@ class SegmentationOverlay(EventHandler):
                  class_names: list[str] = CLASS_NAMES):
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
-        if not isinstance(filename, str) or not filename.endswith(".png") or os.path.basename(filename) != filename:
-            raise ValueError(f"filename must be a file name ending in .png, got {filename!r}")
+        check_png_filename(filename)
         if len(class_names) > len(PALETTE) + 1:
             raise ValueError(f"class_names: at most {len(PALETTE) + 1} classes can be told apart by colour, got "
                              f"{len(class_names)}")
