@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from playground import checkpoint, data
+from playground import checkpoint
 from playground.events import EventHandler
 from resnetdemo.vision import cv2
-from zoo.fixed_batch import check_png_filename
+from zoo.fixed_batch import check_png_filename, fixed_test_batch
 from zoo.segmentation.shape_masks import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -57,17 +57,9 @@ class SegmentationOverlay(EventHandler):
                      min(self.num_images, len(exp.test_dataset)))
         self.drawn += 1
 
-    @torch.no_grad()
     def draw(self, exp: AnyExp) -> np.ndarray:
         """The picture (HWC BGR uint8) for the experiment's current weights."""
-        dataset = getattr(exp.test_dataset, "dataset", exp.test_dataset)  # a DataLoader's too (Estimator)
-        images, masks = data.fetch(dataset, list(range(min(self.num_images, len(dataset)))))[:2]
-        network, was_training = exp.network, exp.network.training
-        network.eval()
-        try:
-            scores = network(data.to_device(images, exp.device, dataset))
-        finally:
-            network.train(was_training)
+        images, _, masks, scores = fixed_test_batch(exp, range(self.num_images))
         predicted = scores.argmax(dim=1).cpu().numpy()
         pictures = displayable(images)
         rows = [np.concatenate([picture, overlay(picture, p), overlay(picture, m)], axis=1)
