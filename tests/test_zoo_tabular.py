@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import types
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ from zoo.classification.predictions_png import PredictionsPng
 from zoo.detection.detections_png import DrawDetections
 from zoo.segmentation.overlay_png import SegmentationOverlay
 from zoo.seq2seq.attention_png import AttentionHeatmap
-from zoo.tabular import tabular_data
+from zoo.tabular import tabular_data, tabular_input
 from zoo.tabular.bayes_optimal import BayesOptimal
 from zoo.text.saliency_png import TokenSaliencyPng
 
@@ -132,3 +134,15 @@ def test_a_png_filename_in_a_folder_is_an_opts_error_at_dry_run(tmp_path):
 def test_a_bool_is_no_count_of_pictures(handler, kargs):
     with pytest.raises(ValueError, match="must be a positive integer, got True"):
         handler(**kargs)
+
+
+def test_the_train_and_test_splits_of_a_run_are_generated_once(monkeypatch):
+    made = []
+    make = tabular_data.make
+    monkeypatch.setattr(tabular_data, "make", lambda *args: made.append(args[-1]) or make(*args))
+    tabular_input.cached_splits.cache_clear()
+    exp = types.SimpleNamespace(opts={"input": {"num_train_rows": 64, "num_test_rows": 32, "num_features": 8,
+                                                "data_seed": 5}})
+    train, test = tabular_input.get_dataset(exp, "train"), tabular_input.get_dataset(exp, "test")
+    assert (len(train), len(test)) == (64, 32)
+    assert made == ["train", "test"]  # once each, not once per get_dataset call
