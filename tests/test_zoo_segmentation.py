@@ -205,6 +205,7 @@ def test_opts_route_trains_and_writes_results_the_overlay_and_model_statistics(r
     assert train[6] < train[1] and test[6] < test[3]
     assert 0 <= results["final"]["test_miou"] <= 1 and 0 <= results["final"]["test_pixel_accuracy"] <= 1
     assert (folder / "model_statistics.txt").exists()
+    assert (folder / "segmentation_overlay.png").stat().st_size > 0
 
 
 def test_fit_route_trains_the_same_network_on_the_same_batches(routes):

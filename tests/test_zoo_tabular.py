@@ -8,12 +8,21 @@ import os
 import subprocess
 import sys
 
+import types
+
+import pytest
 import torch
 
-from conftest import ROOT, playground
+from conftest import ROOT, playground, write_opts
 from playground import runner
 from playground.opts import load_opts
-from zoo.tabular import tabular_data
+from zoo.classification.predictions_png import PredictionsPng
+from zoo.detection.detections_png import DrawDetections
+from zoo.segmentation.overlay_png import SegmentationOverlay
+from zoo.seq2seq.attention_png import AttentionHeatmap
+from zoo.tabular import tabular_data, tabular_input
+from zoo.tabular.bayes_optimal import BayesOptimal
+from zoo.text.saliency_png import TokenSaliencyPng
 
 
 def fit_script(name: str, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -100,3 +109,40 @@ def test_the_labels_follow_the_optimum_logits_and_a_converged_fit_matches_it():
     fitted = ((test.tensors[0] @ weights + bias > 0).float() == labels).float().mean()
     optimum = ((logits > 0).float() == labels).float().mean()
     assert 0.99 * optimum <= fitted <= optimum + 0.01  # the Bayes-optimal classifier is the ceiling
+
+
+@pytest.mark.parametrize("handler", [PredictionsPng, TokenSaliencyPng, BayesOptimal, DrawDetections,
+                                     SegmentationOverlay, AttentionHeatmap], ids=lambda handler: handler.__name__)
+def test_every_zoo_png_handler_refuses_a_filename_in_a_folder_when_built(handler):
+    with pytest.raises(ValueError, match="filename must be a file name ending in .png, without a folder"):
+        handler(filename="sub/x.png")
+
+
+def test_a_png_filename_in_a_folder_is_an_opts_error_at_dry_run(tmp_path):
+    """Found before training, not as a FileNotFoundError once training is over."""
+    opts = load_opts(str(ROOT / "examples" / "logistic_regression.json"))
+    opts["output"]["handlers"][0]["kargs"]["filename"] = "sub/roc.png"
+    opts["output"]["checkpoint_folder"] = str(tmp_path / "run")
+    result = playground("run", "--parameters-json", write_opts(tmp_path, opts), "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert "filename" in result.stderr and "sub/roc.png" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("handler, kargs", [(PredictionsPng, {"num_images": True}),
+                                            (TokenSaliencyPng, {"num_sentences": True})], ids=["images", "sentences"])
+def test_a_bool_is_no_count_of_pictures(handler, kargs):
+    with pytest.raises(ValueError, match="must be a positive integer, got True"):
+        handler(**kargs)
+
+
+def test_the_train_and_test_splits_of_a_run_are_generated_once(monkeypatch):
+    made = []
+    make = tabular_data.make
+    monkeypatch.setattr(tabular_data, "make", lambda *args: made.append(args[-1]) or make(*args))
+    tabular_input.cached_splits.cache_clear()
+    exp = types.SimpleNamespace(opts={"input": {"num_train_rows": 64, "num_test_rows": 32, "num_features": 8,
+                                                "data_seed": 5}})
+    train, test = tabular_input.get_dataset(exp, "train"), tabular_input.get_dataset(exp, "test")
+    assert (len(train), len(test)) == (64, 32)
+    assert made == ["train", "test"]  # once each, not once per get_dataset call

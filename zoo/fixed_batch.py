@@ -39,6 +39,15 @@ def fixed_test_batch(exp: AnyExp, indices: Iterable[int]) -> FixedBatch:
     return FixedBatch(raw_inputs, inputs, labels, outputs)
 
 
+def check_png_filename(filename: Any) -> None:
+    """A handler's `filename` karg is refused when the handler is built (so at --dry-run), not when it first draws
+    after training: it must name a PNG file in the run folder itself."""
+    if not isinstance(filename, str) or not filename.endswith(".png") or filename == ".png" or "/" in filename \
+            or "\\" in filename:
+        raise ValueError(f"filename must be a file name ending in .png, without a folder (the PNG is written into "
+                         f"the run folder), got {filename!r}")
+
+
 def save_figure(figure: Any, path: str) -> None:
     """`figure` as a PNG at `path`, written whole and then renamed into place; the figure is closed."""
     import matplotlib.pyplot as plt

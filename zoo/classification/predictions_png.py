@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from playground.events import EventHandler
-from zoo.fixed_batch import fixed_test_batch, pyplot, save_figure
+from zoo.fixed_batch import check_png_filename, fixed_test_batch, pyplot, save_figure
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -21,8 +21,9 @@ class PredictionsPng(EventHandler):
     shapes dataset's)."""
 
     def __init__(self, num_images: int = 24, class_names: list[str] | None = None, filename: str = "predictions.png"):
-        if not isinstance(num_images, int) or num_images < 1:
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
+        check_png_filename(filename)
         self.num_images, self.filename = num_images, filename
         if class_names is None:
             from resnetdemo.shapes import CLASS_NAMES as class_names

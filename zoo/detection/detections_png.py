@@ -9,7 +9,7 @@ import torch
 
 from playground.errors import UsageError
 from playground.events import EventHandler
-from zoo.fixed_batch import fixed_test_batch, pyplot, save_figure
+from zoo.fixed_batch import check_png_filename, fixed_test_batch, pyplot, save_figure
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -29,8 +29,7 @@ class DrawDetections(EventHandler):
             raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
         if not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
             raise ValueError(f"min_score must be a number in [0, 1], got {min_score!r}")
-        if not isinstance(filename, str) or not filename.endswith(".png") or os.sep in filename:
-            raise ValueError(f"filename must be a file name ending in .png, got {filename!r}")
+        check_png_filename(filename)
         self.num_images, self.min_score, self.filename, self.class_names = num_images, min_score, filename, class_names
 
     def on_train_end(self, exp: AnyExp) -> None:

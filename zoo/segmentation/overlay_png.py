@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from playground import checkpoint, data
+from playground import checkpoint
 from playground.events import EventHandler
 from resnetdemo.vision import cv2
+from zoo.fixed_batch import check_png_filename, fixed_test_batch
 from zoo.segmentation.shape_masks import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -39,8 +40,7 @@ class SegmentationOverlay(EventHandler):
                  class_names: list[str] = CLASS_NAMES):
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
-        if not isinstance(filename, str) or not filename.endswith(".png") or os.path.basename(filename) != filename:
-            raise ValueError(f"filename must be a file name ending in .png, got {filename!r}")
+        check_png_filename(filename)
         if len(class_names) > len(PALETTE) + 1:
             raise ValueError(f"class_names: at most {len(PALETTE) + 1} classes can be told apart by colour, got "
                              f"{len(class_names)}")
@@ -57,17 +57,9 @@ class SegmentationOverlay(EventHandler):
                      min(self.num_images, len(exp.test_dataset)))
         self.drawn += 1
 
-    @torch.no_grad()
     def draw(self, exp: AnyExp) -> np.ndarray:
         """The picture (HWC BGR uint8) for the experiment's current weights."""
-        dataset = getattr(exp.test_dataset, "dataset", exp.test_dataset)  # a DataLoader's too (Estimator)
-        images, masks = data.fetch(dataset, list(range(min(self.num_images, len(dataset)))))[:2]
-        network, was_training = exp.network, exp.network.training
-        network.eval()
-        try:
-            scores = network(data.to_device(images, exp.device, dataset))
-        finally:
-            network.train(was_training)
+        images, _, masks, scores = fixed_test_batch(exp, range(self.num_images))
         predicted = scores.argmax(dim=1).cpu().numpy()
         pictures = displayable(images)
         rows = [np.concatenate([picture, overlay(picture, p), overlay(picture, m)], axis=1)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from playground.errors import UsageError
 from playground.events import EventHandler, Phase
-from zoo.fixed_batch import fixed_test_batch, pyplot, save_figure
+from zoo.fixed_batch import check_png_filename, fixed_test_batch, pyplot, save_figure
 from zoo.seq2seq.dates import EOS, SOURCE, TARGET
 
 if TYPE_CHECKING:
@@ -27,8 +27,7 @@ class AttentionHeatmap(EventHandler):
     def __init__(self, index: int = 0, filename: str = "attention.png"):
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError(f"index must be a test sample's index (an integer from 0), got {index!r}")
-        if not isinstance(filename, str) or not filename.endswith(".png") or os.sep in filename:
-            raise ValueError(f"filename must be a file name ending in .png, got {filename!r}")
+        check_png_filename(filename)
         self.index, self.filename = index, filename
 
     def on_train_begin(self, exp: AnyExp) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from playground.events import EventHandler, Phase
-from zoo.fixed_batch import pyplot, save_figure
+from zoo.fixed_batch import check_png_filename, pyplot, save_figure
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -27,6 +27,7 @@ class BayesOptimal(EventHandler):
     adds_columns = ("*_bayes_accuracy", "*_bayes_auroc")
 
     def __init__(self, prefix: str = "test", filename: str = "roc.png"):
+        check_png_filename(filename)
         self.prefix, self.filename = prefix, filename
 
     def _test_set(self, exp: AnyExp) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

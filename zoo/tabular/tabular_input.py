@@ -2,6 +2,7 @@
 split's statistics, generated in memory when the run starts (a fraction of a second)."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from playground.opts import Opt
@@ -16,7 +17,11 @@ OPTS = {
 }
 
 
+# get_dataset is called for each split; the data (and the distribution behind it) is generated once per process.
+cached_splits = functools.lru_cache(maxsize=1)(splits)
+
+
 def get_dataset(exp: Any, split: str) -> TabularData:
     inp = exp.opts["input"]
-    train, test = splits(inp["num_train_rows"], inp["num_test_rows"], inp["num_features"], inp["data_seed"])
+    train, test = cached_splits(inp["num_train_rows"], inp["num_test_rows"], inp["num_features"], inp["data_seed"])
     return train if split == "train" else test

@@ -10,7 +10,7 @@ import torch
 
 from playground import data
 from playground.events import EventHandler
-from zoo.fixed_batch import pyplot, save_figure
+from zoo.fixed_batch import check_png_filename, pyplot, save_figure
 
 if TYPE_CHECKING:
     from playground.anyexp import AnyExp
@@ -27,8 +27,9 @@ class TokenSaliencyPng(EventHandler):
     torch.nn.Embedding embeds the tokens, given a test set with a `vocabulary`."""
 
     def __init__(self, num_sentences: int = 12, filename: str = "saliency.png"):
-        if not isinstance(num_sentences, int) or num_sentences < 1:
+        if isinstance(num_sentences, bool) or not isinstance(num_sentences, int) or num_sentences < 1:
             raise ValueError(f"num_sentences must be a positive integer, got {num_sentences!r}")
+        check_png_filename(filename)
         self.num_sentences, self.filename = num_sentences, filename
 
     def on_train_end(self, exp: AnyExp) -> None:
