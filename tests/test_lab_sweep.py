@@ -130,3 +130,20 @@ def test_a_point_that_completes_with_a_nan_metric_is_unscored_not_failed_and_not
     assert {t: (root / t / "status.json").read_bytes() for t in tags} == before  # neither point ran again
     labels = re.findall(r"^\[(\d+)/(\d+)\]", second.stdout, re.M)
     assert labels and all(int(k) <= int(n) == 2 for k, n in labels), second.stdout
+
+
+def test_a_failed_point_rerun_keeps_its_label_among_the_points(tmp_path):
+    root = tmp_path / "runs"
+    opts = tiny_opts(num_epochs=1, num_train_sample_per_epoch=128, num_test_sample=32, num_train_iteration_per_test=2)
+    opts["output"]["handlers"] = [{"handler_py": "TerminateOnNaN", "kargs": {}}]  # lr 1e30 fails, every time
+    args = ["sweep", "--parameters-json", write_opts(tmp_path / "base.json", opts),
+            "--grid", "model_param.base_learning_rate=1e30,0.1"]
+    for attempt in range(2):
+        done = run(*args, PLAYGROUND_RUNS=str(root), timeout=300)
+        assert done.returncode == 1, done.stderr + done.stdout
+        assert re.search(r"^\[1/2\] \S+ base_learning_rate=1e\+30: failed: ", done.stdout, re.M), done.stdout
+        labels = re.findall(r"^\[(\d+)/(\d+)\]", done.stdout, re.M)
+        assert all(int(k) <= int(n) == 2 for k, n in labels), done.stdout
+    assert "[2/2]" in done.stdout and "complete, skipped" in done.stdout
+    table = done.stdout[done.stdout.index("tag "):].splitlines()
+    assert "search" not in table[0].split() and "trial" not in table[0].split()

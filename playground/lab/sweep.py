@@ -220,7 +220,8 @@ class Sweep:
         frame = repo.summary([repo[t] for t in self.tags])
         for key in reversed(list(self.points[0]) if self.points else []):
             frame.insert(2, key.rsplit(".", 1)[-1], [json.dumps(p[key]) for p in self.points])
-        return frame.drop(columns=[c for c in ("model", "forward", "sweep", "start") if c in frame.columns])
+        return frame.drop(columns=[c for c in ("model", "forward", "sweep", "search", "trial", "start")
+                                   if c in frame.columns])
 
 
 def default_metric(opts: dict) -> str:

@@ -295,8 +295,10 @@ class Driver:
             self.launcher.start(number, folder, label)
 
     def label(self, number: int, tag: str, sampled: dict[str, Any]) -> str:
-        """How the trial is named in what the search prints (a sweep counts its points)."""
-        which = f"[{number + 1}/{self.spec.trials}]" if self.kind == "sweep" else f"trial {number}"
+        """How the trial is named in what the search prints: a sweep numbers its points (a point re-queued after
+        a failure is a later trial of the same point)."""
+        tags = self.spec.tags or []
+        which = f"[{tags.index(tag) + 1}/{len(tags)}]" if self.kind == "sweep" and tag in tags else f"trial {number}"
         return f"{which} {tag} {describe_point(sampled)}"
 
     def experiment_opts(self, sampled: dict[str, Any], number: int) -> dict:
