@@ -28,7 +28,8 @@ from playground import checkpoint
 from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, UsageError
 from playground.lab import status
-from playground.lab.launcher import check_slots, core_groups, describe_point  # noqa: F401 - core_groups: the sweep's API too
+from playground.lab.launcher import check_slots
+from playground.lab.launcher import core_groups, describe_point  # noqa: F401 - core_groups: the sweep's API too
 from playground.lab.run import create, mirror_deadline_s
 from playground.lab.store import Mirror
 from playground.lab.tags import is_url, local_root, runs_root
