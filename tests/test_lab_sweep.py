@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -104,3 +105,45 @@ def test_a_2x2_sweep_resumes_after_an_interruption_without_rerunning_finished_po
     assert table[0].split()[:4] == ["tag", "status", "base_learning_rate", "hidden_sizes"]
     assert [line.split()[0] for line in table[1:5]] == tags
     assert (root / "_sweeps" / f"{sweep['id']}_test_loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_point_that_completes_with_a_nan_metric_is_unscored_not_failed_and_not_rerun(tmp_path):
+    root = tmp_path / "runs"
+    opts = tiny_opts(num_epochs=1, num_train_sample_per_epoch=128, num_test_sample=64,
+                     num_train_iteration_per_test=2)
+    args = ["sweep", "--parameters-json", write_opts(tmp_path / "base.json", opts),
+            "--grid", "model_param.base_learning_rate=0.1,1e30"]
+    first = run(*args, PLAYGROUND_RUNS=str(root), timeout=300)
+    (book,) = (root / "_sweeps").glob("*.json")
+    tags = [p["tag"] for p in json.loads(book.read_text())["points"]]
+    assert [s["status"] for s in statuses(root, tags)] == ["complete", "complete"], first.stderr + first.stdout
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert re.search(rf"\[2/2\] {tags[1]} base_learning_rate=1e\+30: complete after .* s, unscored: the run "
+                     "recorded no finite test_loss", first.stdout), first.stdout
+    assert "failed" not in first.stdout + first.stderr
+    before = {t: (root / t / "status.json").read_bytes() for t in tags}
+
+    second = run(*args, PLAYGROUND_RUNS=str(root), timeout=300)
+    assert second.returncode == 0, second.stderr + second.stdout
+    assert f"[2/2] {tags[1]} base_learning_rate=1e+30: complete, skipped" in second.stdout
+    assert "failed" not in second.stdout + second.stderr
+    assert {t: (root / t / "status.json").read_bytes() for t in tags} == before  # neither point ran again
+    labels = re.findall(r"^\[(\d+)/(\d+)\]", second.stdout, re.M)
+    assert labels and all(int(k) <= int(n) == 2 for k, n in labels), second.stdout
+
+
+def test_a_failed_point_rerun_keeps_its_label_among_the_points(tmp_path):
+    root = tmp_path / "runs"
+    opts = tiny_opts(num_epochs=1, num_train_sample_per_epoch=128, num_test_sample=32, num_train_iteration_per_test=2)
+    opts["output"]["handlers"] = [{"handler_py": "TerminateOnNaN", "kargs": {}}]  # lr 1e30 fails, every time
+    args = ["sweep", "--parameters-json", write_opts(tmp_path / "base.json", opts),
+            "--grid", "model_param.base_learning_rate=1e30,0.1"]
+    for attempt in range(2):
+        done = run(*args, PLAYGROUND_RUNS=str(root), timeout=300)
+        assert done.returncode == 1, done.stderr + done.stdout
+        assert re.search(r"^\[1/2\] \S+ base_learning_rate=1e\+30: failed: ", done.stdout, re.M), done.stdout
+        labels = re.findall(r"^\[(\d+)/(\d+)\]", done.stdout, re.M)
+        assert all(int(k) <= int(n) == 2 for k, n in labels), done.stdout
+    assert "[2/2]" in done.stdout and "complete, skipped" in done.stdout
+    table = done.stdout[done.stdout.index("tag "):].splitlines()
+    assert "search" not in table[0].split() and "trial" not in table[0].split()

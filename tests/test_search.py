@@ -242,6 +242,15 @@ def test_gpus_per_trial_beyond_the_visible_gpus_is_refused_before_anything_is_cr
     assert not runs_root.exists()
 
 
+def test_a_dry_run_refuses_the_jobs_and_gpus_a_real_run_refuses(tmp_path, runs_root, capsys, monkeypatch):
+    assert errors_of(capsys, search_doc(), tmp_path, "--dry-run", "--jobs", "0", "--gpus-per-trial", "3") == [
+        "--jobs must be at least 1, got 0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert errors_of(capsys, search_doc(), tmp_path, "--dry-run", "--gpus-per-trial", "3") == [
+        "--gpus-per-trial 3 with --jobs 1 needs 3 GPU(s), and this process sees 2; lower --jobs or --gpus-per-trial"]
+    assert not runs_root.exists()
+
+
 def test_sweep_grid_is_a_grid_search_whose_study_holds_its_points(tmp_path, runs_root):
     opts = tiny_opts(num_epochs=1)
     result = run("sweep", "--parameters-json", write(tmp_path / "base.json", {"opts": opts}),

@@ -42,6 +42,16 @@ def core_groups(jobs: int) -> list[list[int]]:
     return [cores[i * n // jobs:(i + 1) * n // jobs] or [cores[i % n]] for i in range(jobs)]
 
 
+def check_slots(jobs: int, gpus_per_job: int = 0) -> list[list[str]]:
+    """The one check of --jobs and --gpus-per-trial (a UsageError naming the flag), run before anything is created,
+    also by --dry-run; returns each job's GPUs."""
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if gpus_per_job < 0:
+        raise UsageError(f"--gpus-per-trial must be 0 or more, got {gpus_per_job}")
+    return gpu_groups(jobs, gpus_per_job)
+
+
 def gpu_groups(jobs: int, per_job: int) -> list[list[str]]:
     """The visible GPUs, `per_job` of them for each of `jobs` runs at once; a UsageError when there are too few."""
     if per_job == 0:
@@ -86,12 +96,8 @@ class Launcher:
     """Runs experiments under `root`, at most `jobs` at once, each pinned to its own slot of cores and GPUs."""
 
     def __init__(self, jobs: int, root: str, gpus_per_job: int = 0):
-        if jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, got {jobs}")
-        if gpus_per_job < 0:
-            raise UsageError(f"--gpus-per-trial must be 0 or more, got {gpus_per_job}")
-        self.root, self.jobs = root, jobs
-        self.cores, self.gpus = core_groups(jobs), gpu_groups(jobs, gpus_per_job)
+        self.gpus = check_slots(jobs, gpus_per_job)
+        self.root, self.jobs, self.cores = root, jobs, core_groups(jobs)
         self.running: dict[Hashable, _Run] = {}
         self.signals: list[int] = []
 

@@ -28,6 +28,7 @@ from playground import checkpoint
 from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, UsageError
 from playground.lab import status
+from playground.lab.launcher import check_slots
 from playground.lab.launcher import core_groups, describe_point  # noqa: F401 - core_groups: the sweep's API too
 from playground.lab.run import create, mirror_deadline_s
 from playground.lab.store import Mirror
@@ -220,7 +221,8 @@ class Sweep:
         frame = repo.summary([repo[t] for t in self.tags])
         for key in reversed(list(self.points[0]) if self.points else []):
             frame.insert(2, key.rsplit(".", 1)[-1], [json.dumps(p[key]) for p in self.points])
-        return frame.drop(columns=[c for c in ("model", "forward", "sweep", "start") if c in frame.columns])
+        return frame.drop(columns=[c for c in ("model", "forward", "sweep", "search", "trial", "start")
+                                   if c in frame.columns])
 
 
 def default_metric(opts: dict) -> str:
@@ -231,8 +233,7 @@ def default_metric(opts: dict) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """`playground sweep`: plan, run, then print the comparison table and write the plot."""
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    check_slots(args.jobs)
     base = opts_lib.load_opts(args.parameters_json)
     for assignment in args.set:
         opts_lib.apply_set(base, assignment)

@@ -1,7 +1,7 @@
 """`playground search --parameters-json FILE`: run or continue the search a file declares, or check it (--dry-run).
 
 The first line printed names the search and its folder, as `playground run` names its experiment; the last lines
-sum it up (print_summary).
+sum it up (report.print_summary).
 """
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
+    from playground.lab.launcher import check_slots
     from playground.lab.tags import runs_root
-    from playground.search.driver import Driver
+    from playground.search.driver import Driver, gpu_problems
     from playground.search.spec import load
     from playground.search.study import search_folder
 
@@ -51,6 +52,8 @@ def command(args: argparse.Namespace) -> int:
     spec = load(args.parameters_json, args.storage)
     root = runs_root(spec.base)
     print(f"search {spec.id}: {search_folder(spec.id, root)}", flush=True)
+    check_slots(args.jobs, args.gpus_per_trial)
+    gpu_problems(spec, args.jobs, args.gpus_per_trial)
     if args.dry_run:
         print(describe(spec))
         return 0
@@ -59,6 +62,8 @@ def command(args: argparse.Namespace) -> int:
         driver.run()
     finally:
         if driver.study is not None:
+            from playground.search.report import print_summary
+
             print_summary(spec.id, root, driver.ended_by)
     return 0
 
@@ -81,10 +86,3 @@ def describe(spec: Any) -> str:
                  + (f" ({len(points)})" if spec.points else "") + ":")
     lines += [f"  {describe_point(p)}" for p in points[:10]] + (["  ..."] if len(points) > 10 else [])
     return "\n".join(lines)
-
-
-def print_summary(search_id: str, root: str, ended_by: str = "") -> None:
-    """The search's report (playground.search.report): its trials, the best trial or the Pareto front, the PNGs."""
-    from playground.search import report
-
-    report.print_summary(search_id, root, ended_by)

@@ -111,7 +111,7 @@ class Driver:
 
     def requeue_failed_points(self) -> None:
         """A grid point whose trials all failed is enqueued again (under the same experiment): a re-run retries
-        it, as it resumes the others."""
+        it, as it resumes the others. One whose experiment is complete (unscored: no finite objective) is done."""
         import optuna
 
         states = optuna.trial.TrialState
@@ -124,6 +124,8 @@ class Driver:
             tried = by_point.get(space_lib.canonical(params), [])
             if tried and all(t.state == states.FAIL for t in tried):
                 tag = next((t.user_attrs["tag"] for t in reversed(tried) if "tag" in t.user_attrs), None)
+                if tag and status.effective(status.read(os.path.join(local_root(self.root), tag)) or {}) == "complete":
+                    continue
                 self.study.enqueue_trial(params, user_attrs={"tag": tag} if tag else None)
 
     @contextmanager
@@ -293,8 +295,10 @@ class Driver:
             self.launcher.start(number, folder, label)
 
     def label(self, number: int, tag: str, sampled: dict[str, Any]) -> str:
-        """How the trial is named in what the search prints (a sweep counts its points)."""
-        which = f"[{number + 1}/{self.spec.trials}]" if self.kind == "sweep" else f"trial {number}"
+        """How the trial is named in what the search prints: a sweep numbers its points (a point re-queued after
+        a failure is a later trial of the same point)."""
+        tags = self.spec.tags or []
+        which = f"[{tags.index(tag) + 1}/{len(tags)}]" if self.kind == "sweep" and tag in tags else f"trial {number}"
         return f"{which} {tag} {describe_point(sampled)}"
 
     def experiment_opts(self, sampled: dict[str, Any], number: int) -> dict:
@@ -333,7 +337,12 @@ class Driver:
         elif current == "complete":
             try:
                 values = objectives_lib.values(folder, self.spec.objectives)
-            except (OSError, ValueError, KeyError) as e:
+            except ValueError as e:  # it diverged, say: its run is done, with nothing to rank it by
+                self.set_attr(trial_id, "error", f"complete, unscored: {e}")
+                self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                print(f"{label}: complete{after}, unscored: {e}", flush=True)
+                return
+            except (OSError, KeyError) as e:
                 self.fail(number, trial_id, label, f"complete, but {e}")
                 return
             self.study.tell(number, values, skip_if_finished=True)

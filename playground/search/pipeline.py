@@ -33,7 +33,7 @@ from playground import checkpoint
 from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, Stopped, UsageError
 from playground.lab import status
-from playground.lab.launcher import Launcher
+from playground.lab.launcher import Launcher, check_slots
 from playground.lab.run import create
 from playground.lab.tags import local_root, runs_root
 
@@ -391,8 +391,7 @@ def choose(study: Any, take: Any) -> list[Any]:
 
 def command(args: argparse.Namespace) -> int:
     """`playground pipeline`: check the whole file, then run its steps."""
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    check_slots(args.jobs)
     doc = load_document(args.parameters_json)
     spec = check(doc, args.storage)
     Pipeline(doc, runs_root(spec.base if spec else doc["opts"])).run(args.jobs, args.storage)

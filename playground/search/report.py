@@ -15,6 +15,8 @@ import os
 import warnings
 from typing import Any
 
+from playground.search import load_study, search_folder
+
 FIRST_COLUMNS = ("trial", "state", "tag")
 
 
@@ -70,17 +72,9 @@ def trials_frame(study: Any) -> Any:
     return pd.DataFrame(rows, columns=columns).astype({"pareto": bool})
 
 
-def load(search_id: str, root: str | None = None, storage: str | None = None) -> Any:
-    """The study of search `search_id` (its storage found in the search folder unless `storage` is given)."""
-    from playground.lab.tags import runs_root
-    from playground.search.study import load_study
-
-    return load_study(search_id, root or runs_root(), storage)
-
-
 def search_frame(search_id: str, root: str | None = None) -> Any:
     """ExperimentRepository.search: the trials table of search `search_id` under runs root `root`."""
-    return trials_frame(load(search_id, root))
+    return trials_frame(load_study(search_id, root))
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:
@@ -191,12 +185,9 @@ def report_text(search_id: str, root: str | None = None, storage: str | None = N
     """Everything `playground search report` prints; draws the PNGs on the way."""
     import optuna
 
-    from playground.lab.tags import runs_root
-    from playground.search.study import search_folder
-
-    study = load(search_id, root, storage)
+    study = load_study(search_id, root, storage)
     frame = trials_frame(study)
-    folder = search_folder(search_id, root or runs_root())
+    folder = search_folder(search_id, root)
     counts = frame["state"].str.lower().value_counts()
     lines = [f"search {search_id}: {len(frame)} trial(s): "
              + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "pruned", "fail"))

@@ -22,6 +22,7 @@ from playground import opts as opts_lib
 
 KINDS = ("float", "int", "choice")
 FIELDS = {"float": ("log", "step", "when"), "int": ("log", "step", "when"), "choice": ("when",)}
+# where a trial runs, not what: the search places every trial (no space key), and hosts may differ (not in the id)
 PLACED_BY_THE_SEARCH = ("output.checkpoint_folder", "output.runs_root")
 MAX_GRID = 100_000
 _MISSING = object()

@@ -22,7 +22,6 @@ from playground.search.objectives import Objective
 
 FIELDS = ("space", "objectives", "algorithm", "pruner", "budget", "storage")
 BUDGET = ("trials", "time_s", "max_failures")
-WHERE_NOT_WHAT = ("output.checkpoint_folder", "output.runs_root")  # left out of the id: hosts may differ there
 
 
 @dataclass
@@ -59,7 +58,7 @@ class SearchSpec:
 
 def search_id(base: dict, space: dict, objectives: list[Objective], algorithm: dict) -> str:
     what = copy.deepcopy(base)
-    for key in WHERE_NOT_WHAT:
+    for key in space_lib.PLACED_BY_THE_SEARCH:  # left out of the id: hosts may differ there
         section, _, leaf = key.partition(".")
         if isinstance(what.get(section), dict):
             what[section].pop(leaf, None)
