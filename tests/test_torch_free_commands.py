@@ -45,3 +45,11 @@ def test_make_lmdb_help_and_builds_do_not_import_torch(tmp_path):
         assert code == 0 and "heavy imports: []" in output, (args, output)
     assert (tmp_path / "folder" / "data.mdb").exists() and (tmp_path / "shapes" / "data.mdb").exists()
     assert LmdbReader(tmp_path / "resized").meta["min_shorter_side"] == 10
+
+
+def test_the_search_package_and_its_report_module_import_neither_torch_nor_optuna():
+    """The lab book reads searches through them (ExperimentRepository.search): what it never runs, it never loads."""
+    script = ("import sys, playground.search, playground.search.report; "
+              "print(sorted({'torch', 'optuna'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

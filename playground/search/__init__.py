@@ -28,20 +28,13 @@ def run_search(path_or_doc: str | dict, *, jobs: int = 1, storage: str | None = 
     return spec.id
 
 
-def search_folder(search_id: str, root: str | None = None) -> str:
-    """Where search `search_id` keeps search.json and its journal: <runs root>/_searches/<id>."""
-    from playground.lab.tags import runs_root
-    from playground.search import study
+def __getattr__(name: str) -> Any:
+    """`search_folder` and `load_study`, from study.py on first use (the lab reads studies from there too)."""
+    if name in ("load_study", "search_folder"):
+        from playground.search import study
 
-    return study.search_folder(search_id, root or runs_root())
-
-
-def load_study(search_id: str, root: str | None = None, storage: str | None = None) -> Any:
-    """The optuna.Study of search `search_id`, from `storage` or the one its folder records."""
-    from playground.lab.tags import runs_root
-    from playground.search import study
-
-    return study.load_study(search_id, root or runs_root(), storage)
+        return getattr(study, name)
+    raise AttributeError(f"module 'playground.search' has no attribute {name!r}")
 
 
 __all__ = ["load_study", "run_search", "search_folder"]

@@ -15,7 +15,6 @@ import os
 import warnings
 from typing import Any
 
-from playground.search import load_study, search_folder
 
 FIRST_COLUMNS = ("trial", "state", "tag")
 
@@ -74,6 +73,8 @@ def trials_frame(study: Any) -> Any:
 
 def search_frame(search_id: str, root: str | None = None) -> Any:
     """ExperimentRepository.search: the trials table of search `search_id` under runs root `root`."""
+    from playground.search.study import load_study  # (its lab imports bring torch: not at import)
+
     return trials_frame(load_study(search_id, root))
 
 
@@ -184,6 +185,8 @@ def _slug(name: str) -> str:
 def report_text(search_id: str, root: str | None = None, storage: str | None = None, ended_by: str = "") -> str:
     """Everything `playground search report` prints; draws the PNGs on the way."""
     import optuna
+
+    from playground.search.study import load_study, search_folder
 
     study = load_study(search_id, root, storage)
     frame = trials_frame(study)

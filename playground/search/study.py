@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from playground.errors import NotFound, UsageError
-from playground.lab.tags import local_root
+from playground.lab.tags import local_root, runs_root
 
 SAMPLERS = {
     "random": "optuna.samplers.RandomSampler",
@@ -49,9 +49,10 @@ PRUNERS = {
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
-def search_folder(search_id: str, root: str) -> str:
-    """<runs root>/_searches/<id> (for a URL root, in the local staging folder: a journal needs a file system)."""
-    return os.path.join(local_root(root), "_searches", search_id)
+def search_folder(search_id: str, root: str | None = None) -> str:
+    """Where search `search_id` keeps search.json and its journal: <runs root>/_searches/<id> (the default runs
+    root without `root`; for a URL root, in the local staging folder: a journal needs a file system)."""
+    return os.path.join(local_root(root or runs_root()), "_searches", search_id)
 
 
 def storage_of(folder: str, storage: str | None = None) -> str:
@@ -65,9 +66,10 @@ def storage_of(folder: str, storage: str | None = None) -> str:
     return os.path.abspath(os.path.join(folder, "journal.log"))
 
 
-def load_study(search_id: str, root: str, storage: str | None = None) -> Any:
-    """The optuna.Study of search `search_id` under runs root `root`, from `storage` or the one its folder records
-    (playground.search.load_study; here, so that the lab can read a study without importing the driver)."""
+def load_study(search_id: str, root: str | None = None, storage: str | None = None) -> Any:
+    """The optuna.Study of search `search_id` under runs root `root` (default: the default one), from `storage` or
+    the one its folder records (playground.search.load_study; here, so that the lab can read a study without
+    importing the driver)."""
     import optuna
 
     folder = search_folder(search_id, root)
