@@ -13,11 +13,18 @@ from process launch (imports included) for `playground run` and for a handwritte
 
     python benchmarks/loop_overhead.py [--epochs 15] [--rounds 5] [--cpu-time]
     python benchmarks/loop_overhead.py --profile [--cpu-time]
+    python benchmarks/loop_overhead.py --seams [--cpu-time]
 
 --profile times both loops over the same epochs (the best of several, in one process), then runs the loop with
 its seams wrapped in timers (event dispatch, the stop vote, the checkpoint rule, recording, batch fetch, the
 contexts, to_device, the grad scaler, the lines of train_step and run_iteration themselves) and prints the
 microseconds per step of each beside the training work that any loop does.
+
+--seams measures what the loop's overridable seams cost, metrics off: beside the two loops, the same experiment
+with its training step written without them (the network and loss called straight from train_step: no blobs_of,
+to_device or batch_size, no clip check, the loss's forward without Module.__call__, a plain dict of blobs). What
+that saves is what the seams cost; what it leaves (events, recording, the checkpoint rule, the batch fetch,
+run_iteration) is the floor of a loop that keeps them.
 """
 from __future__ import annotations
 
@@ -174,7 +181,7 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
     exp.train_batches = lambda *a: timings.wrap_iterator("fetch", wrap("epoch's batch lists", train_batches)(*a))
     exp.call_handlers = wrap("fire", exp.call_handlers)  # every event's calls go through it
     exp.checkpoint_due = wrap("timer", wrap("checkpoint_due", exp.checkpoint_due))  # the probe of timer_secs
-    for name in ("record_train", "to_device", "forward_backward", "blobs_of", "clip_gradients"):
+    for name in ("record_train", "to_device", "blobs_of", "clip_gradients"):
         setattr(exp, name, wrap(name, getattr(exp, name)))
     exp.no_sync = timings.wrap_context("no_sync", exp.no_sync)  # (autocast is entered in blobs_of, when on)
     for method in ("scale", "step", "update", "unscale_"):
@@ -195,7 +202,7 @@ def instrument(exp, timings: Timings) -> list[tuple[str, str]]:
             ("to_device", "to_device"), ("no_sync context", "no_sync"),
             ("grad scaler, less the optimizer step", "scaler"), ("forward, less network and loss", "forward"),
             ("blobs_of's own lines", "blobs_of"), ("clip_gradients", "clip_gradients"),
-            ("forward_backward's own lines", "forward_backward"), ("train_step's own lines", "train_step"),
+            ("train_step's own lines", "train_step"),
             ("run_iteration's own lines", "run_iteration")]
 
 
@@ -259,6 +266,31 @@ def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
         print(f"  (each timer's own cost, {timings.timer_secs() * 1e6:.2f} us here, is subtracted)")
 
 
+def seamless_train_step(exp, batches):
+    """`exp`'s training step without its seams (one batch per step, metrics off): what --seams compares."""
+    inputs, labels = batches[0]
+    logits = exp.model(inputs)
+    blobs = {"loss": exp.criterion.forward(logits, labels), "logits": logits, "label": labels}
+    exp.optimizer.zero_grad(set_to_none=True)
+    blobs["loss"].backward()
+    exp.optimizer.step()
+    blobs["learning_rate"] = exp.optimizer.param_groups[0]["lr"]
+    return [blobs]
+
+
+def seams(blocks: int, steps: int = 200) -> None:
+    """The loop, the loop with its step's seams taken out, and the handwritten loop, taking turns."""
+    with tempfile.TemporaryDirectory() as folder:
+        seamless = build_experiment(steps, False, os.path.join(folder, "seamless"))
+        seamless.train_step = functools.partial(seamless_train_step, seamless)
+        runs = {"handwritten": functools.partial(handwritten_epoch, *handwritten_setup(steps), metrics=False),
+                "playground": build_experiment(steps, False, os.path.join(folder, "loop")).run_epoch,
+                "playground, step seams taken out": seamless.run_epoch}
+        per_step = dict(zip(runs, best_per_step(list(runs.values()), steps, blocks)))
+    for name, secs in per_step.items():
+        print(f"{name:34} {secs * 1e6:8.1f} us/step  {secs / per_step['handwritten']:.3f}x")
+
+
 def handwritten_fetch_secs(features: torch.Tensor, labels: torch.Tensor, model: torch.nn.Module,
                            optimizer: torch.optim.Optimizer, epoch: int) -> float:
     """Seconds per step of the handwritten loop's batch fetch, timed between its training steps (the caches as
@@ -312,6 +344,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="launches of each for the time to the first step")
     parser.add_argument("--profile", action="store_true", help="where the loop's time per step goes, instead")
+    parser.add_argument("--seams", action="store_true", help="the loop with and without its step's seams, "
+                        "instead (metrics off)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs of 200 steps of each loop, the fastest "
                         "counted (more on a busy machine)")
     parser.add_argument("--cpu-time", action="store_true", help="per-step figures in this process's CPU time, not "
@@ -324,6 +358,9 @@ def main() -> None:
     if args.profile:
         for metrics in (False, True):
             profile(metrics, blocks=args.epochs)
+        return
+    if args.seams:
+        seams(args.epochs)
         return
 
     results = {name: secs * 1e6 for name, secs in steady_state(args.epochs).items()}

@@ -33,6 +33,7 @@ from playground.state import ExperimentState, StopRequest
 
 log = logging.getLogger(__name__)
 AUTOCAST = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NO_CONTEXT = contextlib.nullcontext()  # reusable: it keeps no state
 
 
 class AnyExp:
@@ -159,13 +160,21 @@ class AnyExp:
     def train_step(self, batches: Sequence) -> list[dict]:
         """One optimizer step on `batches` (accumulate_grad_batches of them); returns each one's blobs of
         `forward`. Their gradients are summed with each loss divided by their number, so the step equals one on
-        all of them at once (for equal batch sizes); only the last one all-reduces under DDP."""
-        step_blobs = []
-        for i, batch in enumerate(batches[:-1]):
-            with self.no_sync():  # under DDP these skip the gradient all-reduce (DDP sums locally meanwhile)
-                step_blobs.append(self.forward_backward(batch, i == 0, len(batches)))
-        step_blobs.append(self.forward_backward(batches[-1], len(batches) == 1, len(batches)))
-        self.clip_gradients()
+        all of them at once (for equal batch sizes); under DDP only the last one all-reduces. The first batch
+        clears the old gradients after its forward: their memory then serves the new ones (~6% on a CPU
+        ResNet-50, where fresh pages fault). One frame for all of it: each method call of a step costs 1-3 µs
+        with the caches its torch work leaves cold (benchmarks/loop_overhead.py --profile)."""
+        step_blobs, of = [], len(batches)
+        for i, batch in enumerate(batches):
+            with self.no_sync() if i < of - 1 else NO_CONTEXT:  # earlier batches skip DDP's all-reduce
+                blobs = self.blobs_of(batch, self.train_dataset)
+                if i == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                loss = blobs["loss"] / of if of > 1 else blobs["loss"]  # dividing by 1: an op and its backward
+                (self.scaler.scale(loss) if self.scales_loss else loss).backward()
+            step_blobs.append(blobs)
+        if self.info.grad_clip_norm or self.info.grad_clip_value:
+            self.clip_gradients()
         if self.scales_loss:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -176,23 +185,10 @@ class AnyExp:
             self.lr_scheduler.step()
         return step_blobs
 
-    def forward_backward(self, batch: Any, first: bool, of: int) -> dict:
-        """Forward and backward on one of a step's `of` batches, its loss divided by `of`; returns its blobs.
-        The first clears the old gradients after its forward: their memory then serves the new ones (~6% on a
-        CPU ResNet-50, where fresh pages fault)."""
-        blobs = self.blobs_of(batch, self.train_dataset)
-        if first:
-            self.optimizer.zero_grad(set_to_none=True)
-        loss = blobs["loss"] / of if of > 1 else blobs["loss"]  # dividing by 1 would cost an op and its backward
-        (self.scaler.scale(loss) if self.scales_loss else loss).backward()
-        return blobs
-
     def clip_gradients(self) -> None:
-        """Clip the summed gradients by grad_clip_norm or grad_clip_value (fp16: unscaled first, so the limit is
-        in the gradients' true units)."""
+        """Clip the summed gradients by grad_clip_norm or grad_clip_value, whichever is set (fp16: unscaled
+        first, so the limit is in the gradients' true units)."""
         info = self.info
-        if not (info.grad_clip_norm or info.grad_clip_value):
-            return
         self.scaler.unscale_(self.optimizer)
         if info.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), info.grad_clip_norm)
