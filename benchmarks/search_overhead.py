@@ -30,8 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from playground.lab.launcher import point_opts  # noqa: E402
 from playground.search import load_study  # noqa: E402
-from playground.search.spec import load, trial_opts  # noqa: E402
+from playground.search.spec import load  # noqa: E402
 
 GOAL_S = 0.3
 
@@ -85,7 +86,7 @@ def main() -> None:
         for t in trials:
             opts_path = os.path.join(work, f"trial{t.number}.json")
             with open(opts_path, "w", encoding="utf-8") as f:
-                json.dump({"opts": trial_opts(spec, t.user_attrs["sampled"])}, f)
+                json.dump({"opts": point_opts(spec.base, t.user_attrs["sampled"], "search.space.")}, f)
             seconds, cpu, out = timed(["run", "--parameters-json", opts_path], alone)
             runs_wall, runs_cpu = runs_wall + seconds, runs_cpu + cpu
             runs_own += run_seconds(out.split()[2])

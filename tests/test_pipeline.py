@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
-from lab_helpers import ROOT, run
+import pytest
+
+from lab_helpers import ROOT, TESTS, run
 from playground import cli
 from playground.search import load_study
-from playground.search.pipeline import check, load_document
+from playground.search.pipeline import Pipeline, check, load_document
 from test_lab import tiny_opts
 
 
@@ -108,3 +111,34 @@ def test_the_pipeline_trains_the_best_trial_evaluates_it_resumes_when_killed_and
         "step 0 search (search): complete, skipped", "step 1 long (train): complete, skipped",
         "step 2 noisy (evaluate): complete, skipped", "step 3 same (evaluate): complete, skipped"]
     assert statuses(root) == found  # nothing ran, nothing was created
+
+
+class PipelineFailed(Exception):
+    pass
+
+
+def test_a_pipeline_that_fails_asks_its_running_experiments_to_checkpoint_and_stop(runs_root, monkeypatch):
+    """An error in the pipeline's own process (raised here by a SIGUSR1 that the train step's experiment sends at
+    its step 3) stops that experiment as a SIGTERM to the pipeline would: it checkpoints and ends, none is left
+    running."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(TESTS)]))  # the experiments find lab_helpers
+    tell = {"handler_py": "lab_helpers.SignalAt", "kargs": {"step": 3, "pid": os.getpid(), "signum": signal.SIGUSR1}}
+    slow = {"handler_py": "lab_helpers.SleepPerIteration", "kargs": {"secs": 0.05}}  # 50 epochs: minutes unstopped
+    steps = [{"step": "search"},
+             {"step": "train", "from": "search", "set": {"epoch_iter.num_epochs": 50, "output.handlers": [tell, slow]}}]
+
+    def fail(signum, frame):
+        raise PipelineFailed("the pipeline's bookkeeping failed")
+
+    previous = signal.signal(signal.SIGUSR1, fail)
+    try:
+        with pytest.raises(PipelineFailed):
+            Pipeline(pipeline_doc(steps, trials=1), str(runs_root)).run()
+        (trained, info), = [(tag, s) for tag, s in statuses(runs_root).items() if "pipeline" in s]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        for left in statuses(runs_root).values():  # before the fix: the experiment trains on, unattended
+            if left["status"] == "running":
+                os.kill(left["pid"], signal.SIGKILL)
+    assert info["status"] == "interrupted" and [a["status"] for a in info["attempts"]] == ["interrupted"]
+    assert list((runs_root / trained).glob("*.pt"))  # it checkpointed before it stopped: a re-run resumes it

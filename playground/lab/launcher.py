@@ -1,38 +1,52 @@
 """Experiments as child processes, a few at a time: the one way sweeps and searches run their experiments.
 
     launcher = Launcher(jobs=2, root=root, gpus_per_job=1)
-    with launcher.forwarding_signals():
-        launcher.start(key, folder, label)          # when launcher.free(): `playground run --resume <folder>`
-        launcher.watch(key, folder, pid, label)     # a live run that an earlier launcher started
-        for key, seconds in launcher.poll(): ...    # the runs that ended since the last call
-    launcher.signals                                # SIGINT/SIGTERM received, passed on to the runs as SIGTERM
+    launcher.watch(key, folder, pid, label)     # a live run that an earlier launcher started
+    launcher.run_until_done(start_next, ended)  # until none runs: start_next() calls launcher.start(key, folder,
+                                                # label) for `playground run --resume <folder>`; ended(key, seconds)
+    launcher.signals                            # SIGINT/SIGTERM received, passed on to the runs as SIGTERM
 
 Each run gets its own group of this process's cores (pinned, with a matching thread count) and, with
 `gpus_per_job`, its own GPUs (CUDA_VISIBLE_DEVICES). It runs in a session of its own, so a Ctrl-C in the terminal
-reaches only the launcher, which asks every run to checkpoint and stop; a second signal kills them.
+reaches only the launcher, which asks every run to checkpoint and stop; a second signal kills them. When the
+launching process fails, its runs are asked to stop too: none is left running unattended.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from playground.errors import UsageError
 from playground.lab import status
 from playground.lab.tags import is_url
+from playground.opts_tree import set_dotted
 from playground.workers import usable_cores
+
+POLL_S = 0.1
 
 
 def describe_point(point: dict[str, Any]) -> str:
     """The values of a point, short: "base_learning_rate=0.1 hidden_sizes=[16]"."""
     return " ".join(f"{k.rsplit('.', 1)[-1]}={json.dumps(v)}" for k, v in point.items())
+
+
+def point_opts(base: dict, point: dict[str, Any], source: str) -> dict:
+    """The base opts with the point's values set, in a folder of its own under the runs root; a bad key's error
+    names it after `source` ("--grid ", "search.space."). A deep copy keeps the parser's markers (NaN, keys given
+    twice), so validation reports them as it does for `run`."""
+    opts = copy.deepcopy(base)
+    for key, value in point.items():
+        set_dotted(opts, key, value, f"{source}{key}")
+    opts.setdefault("output", {})["checkpoint_folder"] = ""
+    return opts
 
 
 def core_groups(jobs: int) -> list[list[int]]:
@@ -149,21 +163,32 @@ class Launcher:
         for run in self.running.values():  # a second signal kills what the first only asked to stop
             run.send(signal.SIGTERM if len(self.signals) == 1 else signal.SIGKILL)
 
+    def run_until_done(self, start_next: Callable[[], bool], ended: Callable[[Hashable, float], None]) -> None:
+        """Until nothing runs: `ended(key, seconds)` for each run that ended, and `start_next()` (False when there
+        is nothing more to start) while a slot is free and no signal came. SIGINT and SIGTERM are passed on to the
+        runs; when this process fails, every run is asked to checkpoint and stop before the error goes on."""
+        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while True:
+                for key, seconds in self.poll():
+                    ended(key, seconds)
+                while self.free() and not self.signals and start_next():
+                    pass
+                if not self.running:
+                    return
+                time.sleep(POLL_S)
+        except BaseException:
+            self.stop_all()
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
     def stop_all(self, wait_s: float = 60) -> None:
         """Ask every run to checkpoint and stop, and wait for them (the launcher's caller is failing)."""
         for run in self.running.values():
             run.send(signal.SIGTERM)
         deadline = time.monotonic() + wait_s
         while self.running and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(POLL_S)
             self.poll()
-
-    @contextmanager
-    def forwarding_signals(self) -> Iterator[None]:
-        """SIGINT and SIGTERM go to `on_signal` for the block."""
-        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)

@@ -16,7 +16,6 @@ and launcher run them, and its study is in `<runs root>/_searches/<id>/`. `Sweep
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import itertools
 import json
@@ -28,7 +27,7 @@ from playground import checkpoint
 from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, UsageError
 from playground.lab import status
-from playground.lab.launcher import check_slots
+from playground.lab.launcher import check_slots, point_opts
 from playground.lab.launcher import core_groups, describe_point  # noqa: F401 - core_groups: the sweep's API too
 from playground.lab.run import create, mirror_deadline_s
 from playground.lab.store import Mirror
@@ -76,22 +75,12 @@ def grid_points(grid: list[tuple[str, list]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
 
 
-def point_opts(base: dict, point: dict[str, Any]) -> dict:
-    """The base opts with the point's values set, in a folder of its own under the runs root. A deep copy keeps
-    the parser's NaN and duplicate-key markers, so validation reports them as it does for `run`."""
-    opts = copy.deepcopy(base)
-    for key, value in point.items():
-        opts_lib.set_dotted(opts, key, value, f"--grid {key}")
-    opts.setdefault("output", {})["checkpoint_folder"] = ""
-    return opts
-
-
 class Sweep:
     """Points of one base opts, run as experiments under `root`, resumable by their own bookkeeping."""
 
     def __init__(self, root: str, base: dict, points: list[dict[str, Any]], grid: list | None = None):
         self.root, self.base, self.points, self.grid = root, base, points, grid
-        digest = hashlib.sha256(json.dumps({"base": point_opts(base, {}), "points": points}, sort_keys=True)
+        digest = hashlib.sha256(json.dumps({"base": point_opts(base, {}, "--grid "), "points": points}, sort_keys=True)
                                 .encode()).hexdigest()
         self.id = digest[:12]
         self.folder = os.path.join(local_root(root), "_sweeps")
@@ -105,7 +94,7 @@ class Sweep:
         resolved, problems = [], []
         for point in self.points:
             try:
-                resolved.append(runner.prepare(point_opts(self.base, point))[0])
+                resolved.append(runner.prepare(point_opts(self.base, point, "--grid "))[0])
             except OptsError as e:
                 problems += [f"point {describe_point(point)}: {p}" for p in e.problems]
         if problems:

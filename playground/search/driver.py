@@ -28,15 +28,14 @@ from typing import Any
 from playground import checkpoint
 from playground.errors import OptsError, SearchFailed, Stopped, UsageError
 from playground.lab import status
-from playground.lab.launcher import Launcher, describe_point
+from playground.lab.launcher import Launcher, describe_point, point_opts
 from playground.lab.run import create
 from playground.lab.tags import local_root, new_tag
 from playground.search import objectives as objectives_lib, space as space_lib
-from playground.search.spec import SearchSpec, trial_opts
+from playground.search.spec import SearchSpec
 from playground.search.study import build_pruner, build_sampler, open_storage, search_folder, storage_of
 
 log = logging.getLogger(__name__)
-POLL_S = 0.1
 ADOPT_AFTER_S = 60  # a RUNNING trial that nobody claimed for this long was asked for by a process that died
 REPORTER = "playground.search.reporter.StudyReporter"
 
@@ -156,12 +155,7 @@ class Driver:
         if self.spec.points is not None:
             with self.claiming():
                 self.requeue_failed_points()
-        with self.launcher.forwarding_signals():
-            try:
-                self.loop()
-            except BaseException:
-                self.launcher.stop_all()
-                raise
+        self.launcher.run_until_done(lambda: self.may_start() and self.start_one(), self.conclude)
         if self.launcher.signals:
             raise Stopped(f"{self.kind} {self.spec.id} stopped by {self.signal_name()}; its trials checkpointed: "
                           "re-run the same command to resume them")
@@ -175,19 +169,7 @@ class Driver:
 
         return signal.Signals(self.launcher.signals[0]).name
 
-    def loop(self) -> None:
-        while True:
-            for number, seconds in self.launcher.poll():
-                self.conclude(number, seconds)
-            while self.launcher.free() and self.may_start() and self.start_one():
-                pass
-            if not self.launcher.running:
-                return
-            time.sleep(POLL_S)
-
     def may_start(self) -> bool:
-        if self.launcher.signals:
-            return False
         if len(self.failures) >= self.spec.max_failures:
             self.ended_by = "too many failures"
             return False
@@ -305,7 +287,7 @@ class Driver:
         """The trial's opts: the base with the sampled values, plus ModelStatistics when params or FLOPs are
         objectives, and the StudyReporter when the search prunes (one recorded objective): it imports Optuna in
         the trial's process, about 0.8 CPU-s, which a search without a pruner does not spend."""
-        opts = trial_opts(self.spec, sampled)
+        opts = point_opts(self.spec.base, sampled, "search.space.")
         output = opts["output"]
         if self.root_given:
             output["runs_root"] = self.root

@@ -26,14 +26,13 @@ import difflib
 import hashlib
 import json
 import os
-import time
 from typing import Any
 
 from playground import checkpoint
 from playground import opts as opts_lib
 from playground.errors import OptsError, PlaygroundError, Stopped, UsageError
 from playground.lab import status
-from playground.lab.launcher import Launcher, check_slots
+from playground.lab.launcher import Launcher, check_slots, point_opts
 from playground.lab.run import create
 from playground.lab.tags import local_root, runs_root
 
@@ -207,11 +206,7 @@ def opts_problems(doc: dict, point: dict[str, Any]) -> list[str]:
 
 def step_opts(base: dict, values: dict[str, Any], step: dict) -> dict:
     """`base` with `values` (a trial's sampled ones) and the step's `set` overrides, in a new folder."""
-    opts = copy.deepcopy(base)
-    for key, value in {**values, **(step.get("set") or {})}.items():
-        opts_lib.set_dotted(opts, key, value, f"{step.get('name', step['step'])}.set {key}")
-    opts.setdefault("output", {})["checkpoint_folder"] = ""
-    return opts
+    return point_opts(base, {**values, **(step.get("set") or {})}, f"{step.get('name', step['step'])}.set ")
 
 
 def test_opts(opts: dict, weights: str) -> dict:
@@ -334,19 +329,22 @@ class Pipeline:
             else:
                 todo.append((n, folder, label))
         labels = {n: (folder, label) for n, folder, label in todo}
-        with launcher.forwarding_signals():
-            while (todo and not launcher.signals) or launcher.running:
-                while todo and launcher.free() and not launcher.signals:
-                    launcher.start(*todo.pop(0))
-                time.sleep(0.1)
-                for n, seconds in launcher.poll():
-                    folder, label = labels.get(n, (os.path.join(local_root(self.root), experiments[n]["tag"]), ""))
-                    info = status.read(folder) or {}
-                    current = status.effective(info)
-                    print(f"{label or experiments[n]['tag']}: {current} after {seconds:.1f} s"
-                          + (f": {info['error']}" if info.get("error") else ""), flush=True)
-                    if current != status.FINISHED:
-                        failed.append(f"{experiments[n]['tag']} {current}")
+
+        def start_next() -> bool:
+            if todo:
+                launcher.start(*todo.pop(0))
+            return bool(todo)
+
+        def ended(n: int, seconds: float) -> None:
+            folder, label = labels.get(n, (os.path.join(local_root(self.root), experiments[n]["tag"]), ""))
+            info = status.read(folder) or {}
+            current = status.effective(info)
+            print(f"{label or experiments[n]['tag']}: {current} after {seconds:.1f} s"
+                  + (f": {info['error']}" if info.get("error") else ""), flush=True)
+            if current != status.FINISHED:
+                failed.append(f"{experiments[n]['tag']} {current}")
+
+        launcher.run_until_done(start_next, ended)
         if launcher.signals:
             raise Stopped(f"pipeline {self.id} stopped; re-run the same command to resume it")
         if failed:

@@ -167,26 +167,16 @@ def sample(spec: SearchSpec, count: int) -> list[dict[str, Any]]:
     return [space_lib.suggest(study.ask(), spec.space, spec.resolved_base) for _ in range(count)]
 
 
-def trial_opts(spec: SearchSpec, point: dict[str, Any]) -> dict:
-    """The base opts with the point's values set, in a folder of its own under the runs root. A deep copy keeps
-    the parser's markers (NaN, keys given twice), so validation reports them as it does for `run`."""
-    opts = copy.deepcopy(spec.base)
-    for key, value in point.items():
-        opts_lib.set_dotted(opts, key, value, f"search.space.{key}")
-    opts.setdefault("output", {})["checkpoint_folder"] = ""
-    return opts
-
-
 def point_problems(spec: SearchSpec, points: list[dict[str, Any]]) -> list[str]:
     """The problems of the opts each point gives, through the ordinary checks; one shared by every point is told
     once."""
     from playground import runner
-    from playground.lab.launcher import describe_point
+    from playground.lab.launcher import describe_point, point_opts
 
     per_point = []
     for point in points:
         try:
-            runner.prepare(trial_opts(spec, point))
+            runner.prepare(point_opts(spec.base, point, "search.space."))
             per_point.append([])
         except OptsError as e:
             per_point.append(e.problems)
