@@ -331,9 +331,10 @@ class Pipeline:
         labels = {n: (folder, label) for n, folder, label in todo}
 
         def start_next() -> bool:
-            if todo:
-                launcher.start(*todo.pop(0))
-            return bool(todo)
+            if not todo:
+                return False
+            launcher.start(*todo.pop(0))
+            return True
 
         def ended(n: int, seconds: float) -> None:
             folder, label = labels.get(n, (os.path.join(local_root(self.root), experiments[n]["tag"]), ""))
