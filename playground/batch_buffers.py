@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-SEGMENTS_PER_WORKER = 8  # DataLoader keeps 2 batches per worker in flight; the rest cover batches held longer
+SEGMENTS_PER_WORKER = 8  # 4 batches per worker in flight (data.GROUPS_IN_FLIGHT groups of 2); the rest
+# cover batches the training process still holds
 
 _serial = itertools.count()
 _open: weakref.WeakValueDictionary[int, BatchBuffers] = weakref.WeakValueDictionary()  # in the training process
