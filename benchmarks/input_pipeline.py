@@ -1,6 +1,7 @@
 """Images per second of the gfs_IN1k input pipeline against a bare loop doing the same work, and a Pillow baseline.
 
     python benchmarks/input_pipeline.py [--num 2000] [--size 64] [--loadsize PX] [--imsize PX] [--rounds 5]
+                                        [--groups-in-flight N]
 
 Builds a shapes LMDB (and the same JPEGs as a class folder) in a temporary folder, then times full passes over the
 data: the fair ceiling, a bare loop doing the necessary work by hand (read, decode at the dataset's reduced scale,
@@ -235,10 +236,13 @@ def main() -> None:
     parser.add_argument("--loadsize", type=int, help="input.loadsize (default: --size)")
     parser.add_argument("--imsize", type=int, help="input.imsize (default: 7/8 of loadsize)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--groups-in-flight", type=int, default=data.GROUPS_IN_FLIGHT,
+                        help="groups of batches each worker has queued (data.GROUPS_IN_FLIGHT), to compare")
     args = parser.parse_args()
     if args.num < BATCH_SIZE:
         parser.error(f"--num must be at least one batch ({BATCH_SIZE})")
     loadsize = args.loadsize or args.size
+    data.GROUPS_IN_FLIGHT = args.groups_in_flight
     imsize = args.imsize or loadsize * 7 // 8
     torch.set_num_threads(1)
 
