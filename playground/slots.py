@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 
 class Input(Protocol):
     """Serves the datasets. Items are (input, label); either may be a tensor or a tuple, list or dict of them. A
-    dataset may define get_batch(indices) returning a whole batch (faster: no collation), collate(items) for
-    labels that do not stack (boxes per image; sequences padded to the batch's longest, with their lengths),
-    device_transform(inputs), applied to each batch's inputs once on the training
-    device (work best done batched there, such as uint8 pixels to normalised floats), and set_epoch(epoch),
-    called before each epoch, to derive its augmentation from (seed, epoch, index)."""
+    dataset may define get_batch(indices) returning a whole batch (faster: no collation; indices: a numpy int64
+    row for training batches, a list of ints for test batches), collate(items) for labels that do not stack
+    (boxes per image; sequences padded to the batch's longest, with their lengths), device_transform(inputs),
+    applied to each batch's inputs once on the training device (work best done batched there, such as uint8
+    pixels to normalised floats), and set_epoch(epoch), called before each epoch, to derive its augmentation
+    from (seed, epoch, index)."""
 
     def get_dataset(self, exp: RunInfo, split: str) -> Any: ...
 

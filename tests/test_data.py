@@ -2,6 +2,7 @@
 batches from worker processes."""
 import os
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
@@ -30,11 +31,11 @@ def test_epoch_order_depends_only_on_seed_and_epoch_and_covers_the_data():
 
 def test_ranks_split_each_global_batch_into_disjoint_slices():
     order = data.epoch_order(50, 48, seed=0, epoch=0)
-    whole = data.train_batch_indices(order, 16, rank=0, per_rank=16, start=0, stop=3)
-    halves = [data.train_batch_indices(order, 16, rank=r, per_rank=8, start=0, stop=3) for r in (0, 1)]
+    whole = data.train_batch_indices(order, 16, rank=0, per_rank=16, start=0, stop=3).tolist()  # rows
+    halves = [data.train_batch_indices(order, 16, rank=r, per_rank=8, start=0, stop=3).tolist() for r in (0, 1)]
     for b in range(3):
         assert halves[0][b] + halves[1][b] == whole[b]
-    assert data.train_batch_indices(order, 16, 0, 16, start=2, stop=3) == whole[2:]  # resume at batch 2
+    assert data.train_batch_indices(order, 16, 0, 16, start=2, stop=3).tolist() == whole[2:]  # resume at batch 2
 
 
 def test_test_batches_cover_the_test_set_once_across_ranks():
@@ -42,6 +43,26 @@ def test_test_batches_cover_the_test_set_once_across_ranks():
     seen = sorted(i for batches in per_rank for batch in batches for i in batch)
     assert seen == list(range(21))
     assert len(data.test_batch_indices(21, 8, 0, 8, num_batches=2)) == 2
+
+
+class IntsOnly(Squares):
+    """Items only for Python ints, as a dataset keyed by a list or a dict may need them."""
+
+    def __getitem__(self, i):
+        assert type(i) is int, f"item index of type {type(i).__name__}"
+        return super().__getitem__(i)
+
+
+def test_training_batches_come_as_index_rows_and_items_still_get_python_ints():
+    order = data.epoch_order(50, 48, seed=0, epoch=0)
+    rows = data.train_batch_indices(order, 16, rank=0, per_rank=16, start=0, stop=3)
+    assert rows.dtype == np.int64 and rows.shape == (3, 16)  # no Python int per sample
+    for workers in (0, 2):
+        batches = list(data.batches(IntsOnly(), rows, workers=workers, seed=0, pin_memory=False))
+        assert [labels.tolist() for _, labels in batches] == rows.tolist()
+    features, labels = make(50, 4, 3, 1.0, seed=0, split="train").tensors
+    batch = next(data.batches(data.TensorData(features, labels), rows, workers=0, seed=0, pin_memory=False))
+    assert torch.equal(batch[0], features[rows[0]]) and torch.equal(batch[1], labels[rows[0]])
 
 
 def test_worker_processes_give_the_same_batches_as_the_training_process():

@@ -119,9 +119,9 @@ def reference(tmp_path_factory, env) -> dict[str, torch.Tensor]:
 
 def test_each_global_batch_is_the_same_samples_whatever_the_number_of_processes():
     order = data.epoch_order(640, 640, seed=1, epoch=3)
-    one = data.train_batch_indices(order, 64, rank=0, per_rank=64, start=0, stop=10)
-    two = [data.train_batch_indices(order, 64, rank=r, per_rank=32, start=0, stop=10) for r in (0, 1)]
-    four = [data.train_batch_indices(order, 64, rank=r, per_rank=16, start=0, stop=10) for r in range(4)]
+    one = data.train_batch_indices(order, 64, rank=0, per_rank=64, start=0, stop=10).tolist()
+    two = [data.train_batch_indices(order, 64, rank=r, per_rank=32, start=0, stop=10).tolist() for r in (0, 1)]
+    four = [data.train_batch_indices(order, 64, rank=r, per_rank=16, start=0, stop=10).tolist() for r in range(4)]
     for b in range(10):
         assert two[0][b] + two[1][b] == one[b]
         assert sum((four[r][b] for r in range(4)), []) == one[b]
