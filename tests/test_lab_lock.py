@@ -2,17 +2,21 @@
 SIGKILLed holder), and run folders that cannot be made."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lab_helpers import ROOT, data_rows, popen, run, wait_for, write_opts
 from playground import cli
+from playground.errors import UsageError
 from playground.lab import ExperimentRepository, status
 
 
@@ -36,6 +40,21 @@ def slow_git(tmp_path: Path) -> str:
     git.write_text(f'#!/bin/sh\n[ "$1" = diff ] && sleep 2\nexec {shutil.which("git")} "$@"\n')
     git.chmod(0o755)
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_a_refused_process_names_a_holder_that_writes_its_name_just_after_taking_the_lock(tmp_path):
+    """The holder takes the lock, then writes its pid and host: a process refused in between waits for them."""
+    lock = os.open(tmp_path / status.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, not yet named
+        name = threading.Timer(0.2, os.pwrite, (lock, json.dumps({"pid": 4242, "host": "elsewhere"}).encode(), 0))
+        name.start()
+        with pytest.raises(UsageError, match="in use by pid 4242 on elsewhere"):
+            with status.held(str(tmp_path)):
+                pass
+        name.join()
+    finally:
+        os.close(lock)
 
 
 def test_two_runs_on_one_folder_one_trains_and_a_sigkilled_holder_does_not_block(tmp_path):

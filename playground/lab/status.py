@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,7 @@ from playground.errors import DataError, UsageError
 FILE = "status.json"
 FINISHED = "complete"
 LOCK_FILE = ".lock"
+HOLDER_WAIT_S = 1.0  # how long a refused process waits for the holder of a lock to write its name
 _FIELDS = {**dict.fromkeys(("tag", "status", "error", "created", "started", "ended", "host", "pid_start", "folder",
                              "store"), str), "pid": int, "attempt": int, "attempts": list, "sweep": dict,
            "search": dict, "pipeline": dict}
@@ -152,7 +154,7 @@ def held(folder: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(os.pread(fd, 4096, 0))
+            holder = _holder(fd)
             os.close(fd)
             raise UsageError(f"{folder} is in use by {holder}, which holds {path}: two processes must not write "
                              "one experiment. Wait for it to end or stop it, or run in another "
@@ -184,10 +186,15 @@ def _same_file(path: str, fd: int) -> bool:
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _holder(data: bytes) -> str:
-    """"pid N on HOST" from a lock file's contents; "another process" before the holder has written them."""
-    try:
-        found = json.loads(data)
-        return f"pid {found['pid']} on {found['host']}"
-    except (ValueError, TypeError, KeyError):
-        return "another process"
+def _holder(fd: int) -> str:
+    """"pid N on HOST" from the lock file open as `fd`. The holder writes them just after taking the lock, so
+    an empty file is read again for up to HOLDER_WAIT_S; then "another process"."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        try:
+            found = json.loads(os.pread(fd, 4096, 0))
+            return f"pid {found['pid']} on {found['host']}"
+        except (ValueError, TypeError, KeyError):
+            if time.monotonic() > deadline:
+                return "another process"
+            time.sleep(0.01)
