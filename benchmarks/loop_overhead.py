@@ -25,7 +25,8 @@ microseconds per step of each beside the training work that any loop does.
 with its training step written without them (the network and loss called straight from train_step: no blobs_of,
 to_device or batch_size, no clip check, the loss's forward without Module.__call__, a plain dict of blobs). What
 that saves is what the seams cost; what it leaves (events, recording, the checkpoint rule, the batch fetch,
-run_iteration) is the floor of a loop that keeps them.
+run_iteration) is the floor of a loop that keeps them. A fourth loop, that one recording a train row per epoch
+instead of every 10 iterations, tells what recording costs.
 """
 from __future__ import annotations
 
@@ -98,9 +99,12 @@ def handwritten_epoch(features: torch.Tensor, labels: torch.Tensor, model: torch
             log.append((loss.item(), accuracy.item()))
 
 
-def build_experiment(steps: int, metrics: bool, folder: str):
-    """The example's experiment as `playground run` builds it, before restoring and running."""
-    opts, components = runner.prepare(example_opts(steps, metrics, folder))
+def build_experiment(steps: int, metrics: bool, folder: str, record_every: int = RECORD_EVERY):
+    """The example's experiment as `playground run` builds it, before restoring and running (recording a train
+    row every `record_every` iterations, and at each epoch's end)."""
+    opts = example_opts(steps, metrics, folder)
+    opts["output"]["record_every_iters"] = record_every
+    opts, components = runner.prepare(opts)
     info = runner.run_info(opts, folder)
     runner.seed_everything(info.seed)
     return runner.experiment_class(components)(runner.build_parts(components, info), info)
@@ -281,13 +285,16 @@ def seamless_train_step(exp, batches):
 
 
 def seams(blocks: int, steps: int = 200) -> None:
-    """The loop, the loop with its step's seams taken out, and the handwritten loop, taking turns."""
+    """The loop, the loop with its step's seams taken out, that one recording a row per epoch rather than every
+    RECORD_EVERY iterations (what recording costs), and the handwritten loop, taking turns."""
     with tempfile.TemporaryDirectory() as folder:
-        seamless = build_experiment(steps, False, os.path.join(folder, "seamless"))
-        seamless.train_step = functools.partial(seamless_train_step, seamless)
         runs = {"handwritten": functools.partial(handwritten_epoch, *handwritten_setup(steps), metrics=False),
-                "playground": build_experiment(steps, False, os.path.join(folder, "loop")).run_epoch,
-                "playground, step seams taken out": seamless.run_epoch}
+                "playground": build_experiment(steps, False, os.path.join(folder, "loop")).run_epoch}
+        for name, record_every in (("playground, step seams taken out", RECORD_EVERY),
+                                   ("  and a row per epoch", steps)):
+            seamless = build_experiment(steps, False, os.path.join(folder, name), record_every)
+            seamless.train_step = functools.partial(seamless_train_step, seamless)
+            runs[name] = seamless.run_epoch
         per_step = dict(zip(runs, best_per_step(list(runs.values()), steps, blocks)))
     for name, secs in per_step.items():
         print(f"{name:34} {secs * 1e6:8.1f} us/step  {secs / per_step['handwritten']:.3f}x")

@@ -22,9 +22,9 @@ from playground import batch_buffers
 # so the first step waits for no more.
 HANDOFF_BATCHES = 2
 # Groups each worker has queued (torch's default): one to work on while the training process takes the other, so
-# a worker never waits for the training process to ask for more: about 7% more images/s than 1 group with 2
-# workers at 64 px, whether the training process only takes the batches or works on them too (5 interleaved
-# rounds: 29.2k against 27.4k images/s; with the colour pass on this CPU, 22.5k against 21.0k).
+# a worker never waits for the training process to ask for more. 2 workers at 64 px, against 1 group
+# (benchmarks/input_pipeline.py --groups-in-flight 1): 1.59-1.66 of the bare loop's rate, from 1.31-1.59; with
+# the colour pass on this CPU, as a CPU run's training process works, 23.5-26.1k images/s, from 21.6-22.7k.
 GROUPS_IN_FLIGHT = 2
 
 
@@ -38,7 +38,8 @@ def epoch_order(num_items: int, num_samples: int, seed: int, epoch: int) -> torc
 def train_batch_indices(order: torch.Tensor, total_batch: int, rank: int, per_rank: int, start: int,
                         stop: int) -> np.ndarray:
     """This rank's slice of global batches start..stop-1 of an epoch order: a row of int64 indices per batch, a
-    view of `order` (no Python int per sample: at batch 256 making and converting lists cost 15 µs a step)."""
+    view of `order` (no Python int per sample: lists of them cost about 18 µs a step at batch 256, 4% of the MLP
+    example's step: benchmarks/loop_overhead.py --batch 256)."""
     batches = order[start * total_batch:stop * total_batch].view(stop - start, total_batch)
     return batches[:, rank * per_rank:(rank + 1) * per_rank].numpy()
 

@@ -261,18 +261,26 @@ def _near_miss_problems(opts: dict, declared: dict[str, Opt]) -> list[str]:
     return problems
 
 
-def recorded_metrics(opts: dict) -> list[str]:
-    """What every run of `opts` records: the names of output.metrics (those well formed), then ALWAYS_RECORDED
-    (handlers may add columns)."""
+def metric_names(opts: dict) -> list[str]:
+    """The names of output.metrics (those well formed), in order."""
     metrics = get(opts, "output.metrics")
-    names = [m["name"] for m in metrics if isinstance(m, dict) and isinstance(m.get("name"), str)] \
+    return [m["name"] for m in metrics if isinstance(m, dict) and isinstance(m.get("name"), str)] \
         if isinstance(metrics, list) else []
-    return [*names, *ALWAYS_RECORDED]
+
+
+def recorded_metrics(opts: dict) -> list[str]:
+    """What every run of `opts` records: its metrics, then ALWAYS_RECORDED (handlers may add columns)."""
+    return [*metric_names(opts), *ALWAYS_RECORDED]
+
+
+def added_by(handlers: list, column: str) -> bool:
+    """Whether one of `handlers` (instances or classes) adds `column` to rows: its adds_columns patterns."""
+    return any(fnmatch.fnmatchcase(column, pattern) for h in handlers for pattern in getattr(h, "adds_columns", ()))
 
 
 def _output_problems(opts: dict) -> list[str]:
     """Metric names are unique, and none is a column every run records anyway."""
-    names = recorded_metrics(opts)[:-len(ALWAYS_RECORDED)]
+    names = metric_names(opts)
     return ([f"output.metrics: the name {n!r} is used twice; metric names must be unique"
              for n in sorted({n for n in names if names.count(n) > 1})]
             + [f"output.metrics: the name {n!r} is a column every run records; give the metric another name"
@@ -290,7 +298,7 @@ def plot_problems(opts: dict, handlers: list[type]) -> list[str]:
         problems += [f"output.plots[{i}].ys: {y!r} is not a metric; known: {', '.join(sorted(set(known)))}"
                      + (f", and what the handlers add ({', '.join(patterns)})" if patterns else "")
                      for y in (ys if isinstance(ys, list) else []) if isinstance(y, str) and y not in known
-                     and not any(fnmatch.fnmatchcase(y, pattern) for pattern in patterns)]
+                     and not added_by(handlers, y)]
     return problems
 
 

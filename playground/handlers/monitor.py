@@ -4,7 +4,6 @@ Shared by EarlyStopping and BestCheckpoint, so both read `mode`, `min_delta` and
 """
 from __future__ import annotations
 
-import fnmatch
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -66,11 +65,10 @@ class Monitor:
 
     def warn_if_unknown(self, exp: AnyExp) -> None:
         """At train begin: a name no metric or built-in record provides is most likely a typo."""
-        from playground.opts import ALWAYS_RECORDED
+        from playground.opts import ALWAYS_RECORDED, added_by
 
         self._default(exp)
         known = set(getattr(exp, "meters", {})) | set(ALWAYS_RECORDED) | set(exp.latest)
-        added = [pattern for handler in getattr(exp, "handlers", ()) for pattern in handler.adds_columns]
-        if self.name not in known and not any(fnmatch.fnmatchcase(self.name, pattern) for pattern in added):
+        if self.name not in known and not added_by(getattr(exp, "handlers", []), self.name):
             log.warning("%s: monitor %r is not among the metrics (%s); unless a handler records it, the run will "
                         "fail at the first check", self.owner, self.name, ", ".join(sorted(known)))

@@ -36,9 +36,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
-    from playground.lab.launcher import check_slots
     from playground.lab.tags import runs_root
-    from playground.search.driver import Driver, gpu_problems
+    from playground.search.driver import Driver
     from playground.search.spec import load
     from playground.search.study import search_folder
 
@@ -52,12 +51,10 @@ def command(args: argparse.Namespace) -> int:
     spec = load(args.parameters_json, args.storage)
     root = runs_root(spec.base)
     print(f"search {spec.id}: {search_folder(spec.id, root)}", flush=True)
-    check_slots(args.jobs, args.gpus_per_trial)
-    gpu_problems(spec, args.jobs, args.gpus_per_trial)
+    driver = Driver(spec, root, args.jobs, args.gpus_per_trial)  # checks --jobs and GPUs, creating nothing
     if args.dry_run:
         print(describe(spec))
         return 0
-    driver = Driver(spec, root, args.jobs, args.gpus_per_trial)
     try:
         driver.run()
     finally:
