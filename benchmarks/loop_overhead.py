@@ -245,7 +245,8 @@ def profile(metrics: bool, steps: int = 200, blocks: int = 15) -> None:
         hand, loop = best_per_step([lambda e: handwritten_epoch(features, labels, model, optimizer, e, metrics),
                                     exp.run_epoch], steps, blocks)
         print(f"metrics {'on' if metrics else 'off'}: handwritten {hand * 1e6:.1f} us/step, playground "
-              f"{loop * 1e6:.1f} us/step: {(loop - hand) * 1e6:+.1f} us, {loop / hand:.3f}x (best of {blocks} epochs each, in turn)")
+              f"{loop * 1e6:.1f} us/step: {(loop - hand) * 1e6:+.1f} us, {loop / hand:.3f}x "
+              f"(best of {blocks} epochs each, in turn)")
         timings = Timings()
         backward, agree_stop = torch.Tensor.backward, distributed.agree_stop
         rows = instrument(exp, timings)
