@@ -15,7 +15,6 @@ import os
 import warnings
 from typing import Any
 
-
 FIRST_COLUMNS = ("trial", "state", "tag")
 
 
